@@ -1,0 +1,85 @@
+"""Growable pairs of layers and the one operation growth needs: append hidden units to a pair.
+
+A pair is two consecutive layers joined by a hidden width: `first` produces it (its output units or
+channels), `second` consumes it (its input units or channels), and anything in between that is sized
+by it (BatchNorm) grows with it. Every growth method acts only through `add_units`.
+
+Parameters are widened in place (`param.data = ...`): the Parameter objects stay the same, so an
+optimizer and its LR scheduler keep working; optimizer state tensors of the old shape (momentum,
+Adam moments) are padded with zeros for the new entries.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+Layer = nn.Linear | nn.Conv2d
+
+
+@dataclass(frozen=True)
+class GrowablePair:
+    name: str                              # e.g. "hidden.0", "layer2.1"
+    first: Layer                           # output units/channels = the hidden width
+    second: Layer                          # input units/channels = the hidden width
+    between: tuple[nn.Module, ...] = ()    # BatchNorm layers sized by the hidden width
+    activation: str = "relu"               # σ applied to the hidden width
+
+    @property
+    def width(self) -> int:
+        return self.first.weight.shape[0]
+
+
+def _grow_param(param: nn.Parameter, extra: torch.Tensor, dim: int, optimizer=None) -> None:
+    """Concatenate `extra` to `param` along `dim`, keeping the Parameter object and optimizer state."""
+    old_shape = param.shape
+    param.data = torch.cat([param.data, extra.to(param.dtype)], dim=dim)
+    param.grad = None
+    if optimizer is None or param not in optimizer.state:
+        return
+    state = optimizer.state[param]
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.shape == old_shape:
+            pad_shape = list(old_shape)
+            pad_shape[dim] = extra.shape[dim]
+            state[key] = torch.cat([value, value.new_zeros(pad_shape)], dim=dim)
+
+
+@torch.no_grad()
+def add_units(pair: GrowablePair, fan_in: torch.Tensor, fan_out: torch.Tensor,
+              fan_in_bias: torch.Tensor | None = None, optimizer=None) -> None:
+    """Append K hidden units to `pair`.
+
+    fan_in:  (K, *first.weight.shape[1:])    new rows of `first`, e.g. (K, d_in) or (K, C_in, kh, kw)
+    fan_out: (second.weight.shape[0], K, ...) new columns of `second`, e.g. (d_out, K) or (C_out, K, kh, kw)
+    fan_in_bias: (K,) new entries of `first.bias` (zeros if None and `first` has a bias).
+    New BatchNorm entries start as the identity (γ=1, β=0, running mean 0, running var 1).
+    """
+    k = fan_in.shape[0]
+    first, second = pair.first, pair.second
+    if fan_out.shape[1] != k:
+        raise ValueError(f"fan_out has {fan_out.shape[1]} new units, fan_in has {k}")
+    _grow_param(first.weight, fan_in, 0, optimizer)
+    if first.bias is not None:
+        bias = fan_in_bias if fan_in_bias is not None else fan_in.new_zeros(k)
+        _grow_param(first.bias, bias, 0, optimizer)
+    _grow_param(second.weight, fan_out, 1, optimizer)
+    for bn in pair.between:
+        _grow_param(bn.weight, bn.weight.new_ones(k), 0, optimizer)
+        _grow_param(bn.bias, bn.bias.new_zeros(k), 0, optimizer)
+        bn.running_mean = torch.cat([bn.running_mean, bn.running_mean.new_zeros(k)])
+        bn.running_var = torch.cat([bn.running_var, bn.running_var.new_ones(k)])
+        bn.num_features += k
+    _set_sizes(first, second, pair.width)
+
+
+def _set_sizes(first: Layer, second: Layer, width: int) -> None:
+    """Keep the modules' size attributes true (they show in repr and are read by rebuilds)."""
+    if isinstance(first, nn.Linear):
+        first.out_features = width
+    else:
+        first.out_channels = width
+    if isinstance(second, nn.Linear):
+        second.in_features = width
+    else:
+        second.in_channels = width

@@ -1,0 +1,116 @@
+"""The one training loop every method uses: optimizer and LR schedule from the config (timm
+factories), data already on the device, FLOPs counted step by step at the current widths."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from tqdm import tqdm
+
+from benchmarks.config import TrainConfig
+from benchmarks.errors import UserError
+from benchmarks.metrics import TRAIN_FLOPS_PER_FORWARD, count_macs
+from datasets import Data
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig, seed: int, tracker, epochs: int | None = None):
+        self.model, self.data, self.cfg, self.tracker = model, data, cfg, tracker
+        self.epochs = cfg.epochs if epochs is None else epochs   # length of the LR schedule
+        self.steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
+        self.optimizer = create_optimizer_v2(model, opt=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay)
+        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=cfg.scheduler, num_epochs=self.epochs,
+                                                warmup_epochs=cfg.warmup_epochs, step_on_epochs=False,
+                                                updates_per_epoch=self.steps_per_epoch)
+        self.generator = torch.Generator().manual_seed(seed)  # batch order and augmentation
+        self.step = self.epoch = 0
+        self.train_flops = 0.0    # FLOPs of training steps so far
+        self._macs = {}           # widths -> MACs per sample (fvcore trace is slow; widths change rarely)
+        self.bar = tqdm(total=self.epochs * self.steps_per_epoch, unit="step", disable=None, leave=False,
+                        dynamic_ncols=True)
+
+    def macs(self) -> int:
+        widths = self.model.widths
+        if widths not in self._macs:
+            self._macs[widths] = count_macs(self.model, self.data.input_shape)
+        return self._macs[widths]
+
+    def train_epoch(self, every: int = 0, hook=None) -> float:
+        """One pass over the training set; returns the mean training loss.
+
+        With `hook`, call it after every `every` optimizer steps (growth happens there); its time is
+        not counted as training time.
+        """
+        self.model.train()
+        batches = self.data.train_batches(self.cfg.batch_size, self.generator)
+        total, seen = torch.zeros((), device=self.data.y_train.device), 0
+        done = False
+        while not done:
+            done = True
+            with self.tracker.clock.section("train"):
+                flops_per_sample = TRAIN_FLOPS_PER_FORWARD * 2 * self.macs()  # widths may have grown
+                for x, y in batches:
+                    loss = F.cross_entropy(self.model(x), y)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    self.step += 1
+                    if self.scheduler is not None:
+                        self.scheduler.step_update(num_updates=self.step)
+                    self.train_flops += flops_per_sample * len(y)
+                    total += loss.detach() * len(y)
+                    seen += len(y)
+                    self.bar.update()
+                    if hook is not None and self.step % every == 0:
+                        done = False
+                        break
+                del loss  # its graph pins the parameters' shapes, and the hook may grow them
+            if not done:
+                hook()
+                self.model.train()
+        mean_loss = float(total) / seen  # one device sync per epoch, not per step
+        self.epoch += 1
+        if not math.isfinite(mean_loss):
+            raise UserError(f"training loss is {mean_loss} in epoch {self.epoch}; lower --lr")
+        return mean_loss
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Test and train accuracy (train on the first cfg.train_eval_samples samples), eval mode."""
+        self.model.eval()
+        out = {}
+        with self.tracker.clock.section("eval"):
+            n_train = min(self.cfg.train_eval_samples, len(self.data.y_train))
+            for split, x, y in (("test", self.data.x_test, self.data.y_test),
+                                ("train", self.data.x_train[:n_train], self.data.y_train[:n_train])):
+                correct = loss = 0.0
+                for i in range(0, len(y), self.cfg.eval_batch_size):
+                    logits = self.model(x[i:i + self.cfg.eval_batch_size])
+                    yb = y[i:i + self.cfg.eval_batch_size]
+                    loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+                    correct += float((logits.argmax(1) == yb).sum())
+                out[f"{split}_accuracy"], out[f"{split}_loss"] = correct / len(y), loss / len(y)
+        return out
+
+    def fit(self, epochs: int) -> dict:
+        """Train `epochs` epochs, evaluating and logging after each; returns the last evaluation."""
+        metrics = {}
+        for _ in range(epochs):
+            train_loss = self.train_epoch()
+            metrics = self.evaluate()
+            self.log_eval(train_loss, metrics)
+        return metrics
+
+    def log_eval(self, train_loss: float, metrics: dict) -> None:
+        self.tracker.log({"kind": "eval", "epoch": self.epoch, "step": self.step, "widths": list(self.model.widths),
+                          "train_flops": self.train_flops, "lr": self.optimizer.param_groups[0]["lr"],
+                          "epoch_train_loss": train_loss, **metrics})
+        self.bar.set_postfix(epoch=self.epoch, test_acc=f"{metrics['test_accuracy']:.4f}",
+                             widths=",".join(map(str, self.model.widths))[:40])
+
+    def close(self) -> None:
+        self.bar.close()
