@@ -16,7 +16,7 @@ DATASET_DEFAULTS = {
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse prints usage + message and exits 2; we want one line
-        raise UserError(f"{message} (see python -m benchmarks {self.prog.split()[-1]} --help)")
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def positive_int(text: str) -> int:
@@ -76,11 +76,13 @@ def parse_options(items: list[str]) -> dict:
 def config_from_args(args) -> tuple[RunConfig, RunnerConfig]:
     from methods import METHODS, canonical_name
     from methods.nets import DEFAULT_WIDTHS, parse_widths
+    from methods.nets.registry import check_arch
 
     method = canonical_name(args.method)
     family = "mnist" if args.dataset in ("mnist", "synthetic") else "cifar"
     defaults = DATASET_DEFAULTS[family]
     arch = args.arch or defaults["arch"]
+    check_arch(arch)
     method_defaults = dict(getattr(METHODS[method], "DEFAULTS", {}).get(family, {}))
     if arch != defaults["arch"]:
         method_defaults.pop("widths", None)   # a method's default widths are for the default arch

@@ -23,7 +23,10 @@ from methods.nets import NetSpec
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"bad --device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
     return device
@@ -38,8 +41,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run(config: RunConfig, runner: RunnerConfig = RunnerConfig()) -> tuple[dict, RunDir, bool]:
+def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, RunDir, bool]:
     """Returns (summary, run folder, whether it was skipped because it had finished before)."""
+    runner = runner or RunnerConfig()
     record = RunDir(runner.out, config.to_dict())
     if record.finished() and not runner.force:
         return read_json(record.summary_path), record, True
@@ -70,7 +74,8 @@ def run(config: RunConfig, runner: RunnerConfig = RunnerConfig()) -> tuple[dict,
             "train_accuracy": result.metrics.get("train_accuracy"),
             "test_loss": result.metrics.get("test_loss"), "train_loss": result.metrics.get("train_loss"),
             "epochs": config.train.epochs, "n_train": len(data.y_train),
-            "wall_clock_s": wall, **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
+            "wall_clock_s": wall,
+            **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
             "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
             "git_commit": git_commit(), "run_id": record.id, "status": "finished", **result.extra,
         }
@@ -98,7 +103,8 @@ def format_summary(summary: dict) -> str:
             ("widths", json.dumps(summary["widths"])), ("params", f"{summary['params']:,}"),
             ("inference MACs", f"{summary['macs']:,} per sample (FLOPs = 2 x MACs)"),
             ("training FLOPs", f"{summary['train_flops']:.3e} (growth {summary['growth_flops']:.3e})"),
-            ("test accuracy", f"{summary['test_accuracy']:.4f}"), ("train accuracy", f"{summary['train_accuracy']:.4f}"),
+            ("test accuracy", f"{summary['test_accuracy']:.4f}"),
+            ("train accuracy", f"{summary['train_accuracy']:.4f}"),
             ("wall-clock", f"{summary['wall_clock_s']:.1f} s (train {summary['train_s']:.1f}, "
                            f"growth {summary['growth_s']:.1f}, eval {summary['eval_s']:.1f})"),
             ("device", summary["device"]), ("run", summary["run_id"])]

@@ -40,7 +40,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
     p = next(model.parameters())
     x = torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype)
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()  # tracing in train mode would update BatchNorm running statistics
     try:
         # no_grad: a traced graph kept alive would pin the parameters' shapes for autograd (growth
@@ -51,7 +51,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             return int(counter.total())
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
 
 
 class Clock:

@@ -54,8 +54,15 @@ class RunDir:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if force and self.finished():
-                self.path.rename(self.path.with_name(f"{self.id}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"))
+                stamp = time.strftime("%Y%m%dT%H%M%S")
+                aside = self.path.with_name(f"{self.id}.replaced-{stamp}")
+                for i in range(1, 1000):  # two --force runs in one second must not collide
+                    if not aside.exists():
+                        break
+                    aside = self.path.with_name(f"{self.id}.replaced-{stamp}-{i}")
+                self.path.rename(aside)
             self.path.mkdir(exist_ok=True)
+            (self.path / "failed.json").unlink(missing_ok=True)   # an earlier attempt's failure
             write_json_atomic(self.path / "config.json", self.config)
             (self.path / "history.jsonl").write_text("")  # an unfinished earlier attempt starts over
         except OSError as e:

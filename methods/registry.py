@@ -24,7 +24,12 @@ def canonical_name(name: str) -> str:
 
 def make_method(name: str, **options):
     factory = METHODS[canonical_name(name)]
+    known = getattr(factory, "OPTIONS", ())
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UserError(f"method '{name}' has no option {', '.join(unknown)}; "
+                        f"its options: {', '.join(known) or 'none'}")
     try:
         return factory(**options)
-    except TypeError as e:  # an option the method does not take
+    except (TypeError, ValueError) as e:  # a value of the wrong kind
         raise UserError(f"method '{name}': {e}") from None

@@ -52,6 +52,7 @@ class Trainer:
         while not done:
             done = True
             with self.tracker.clock.section("train"):
+                loss = None
                 flops_per_sample = TRAIN_FLOPS_PER_FORWARD * 2 * self.macs()  # widths may have grown
                 for x, y in batches:
                     loss = F.cross_entropy(self.model(x), y)
@@ -68,7 +69,7 @@ class Trainer:
                     if hook is not None and self.step % every == 0:
                         done = False
                         break
-                del loss  # its graph pins the parameters' shapes, and the hook may grow them
+                loss = None  # its graph pins the parameters' shapes, and the hook may grow them
             if not done:
                 hook()
                 self.model.train()

@@ -16,9 +16,13 @@ class MLP(nn.Module):
                  activation: str = "relu", bias: bool = True):
         super().__init__()
         sizes = [math.prod(input_shape), *widths, num_classes]
-        self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.act = ACTIVATIONS[activation]()
         self.activation = activation
+
+    @property
+    def input_layer(self) -> nn.Module:  # its input is the data itself, whatever the weights
+        return self.layers[0]
 
     @property
     def widths(self) -> tuple[int, ...]:

@@ -40,12 +40,16 @@ class ResNet18(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(input_shape[0], OUTER[0], 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(OUTER[0]), nn.ReLU())
         blocks, in_ch = [], OUTER[0]
-        for stage, (out_ch, stride) in enumerate(zip(OUTER, STRIDES)):
+        for stage, (out_ch, stride) in enumerate(zip(OUTER, STRIDES, strict=True)):
             for j in range(2):
                 blocks.append(BasicBlock(in_ch, widths[2 * stage + j], out_ch, stride if j == 0 else 1))
                 in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.fc = nn.Linear(OUTER[-1], num_classes)
+
+    @property
+    def input_layer(self) -> nn.Module:  # its input is the data itself, whatever the weights
+        return self.stem[0]
 
     @property
     def widths(self) -> tuple[int, ...]:

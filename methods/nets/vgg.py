@@ -34,6 +34,10 @@ class VGG(nn.Module):
         self.classifier = nn.Linear(in_ch, num_classes)
 
     @property
+    def input_layer(self) -> nn.Module:  # its input is the data itself, whatever the weights
+        return self.convs[0]
+
+    @property
     def widths(self) -> tuple[int, ...]:
         return tuple(conv.out_channels for conv in self.convs)
 
