@@ -1,0 +1,1 @@
+"""Growth substrate shared by every growth method: statistics, proposals and line search, schedule."""

@@ -1,0 +1,105 @@
+"""One growth step, whatever chose the neurons: try amplitudes on real loss, then apply.
+
+A Proposal carries new units in the layers' own weight layouts, so this module never needs to know
+how they were found (TINY, GradMax, random) nor whether the layers are linear or convolutional.
+Adding units with amplitude γ means fan-in γ·fan_in, fan-out γ·fan_out, and the second layer's
+existing weights moved by γ²·ΔW* (when the method has a ΔW*).
+"""
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.nets.growable import GrowablePair, add_units
+
+
+@dataclass
+class Proposal:
+    pair: GrowablePair
+    fan_in: torch.Tensor                  # (K, *first.weight.shape[1:])
+    fan_out: torch.Tensor                 # (second.weight.shape[0], K, *second.weight.shape[2:])
+    fan_in_bias: torch.Tensor | None      # (K,) if first has a bias
+    dW: torch.Tensor | None = None        # second.weight's shape: move of existing weights per γ²
+    dW_bias: torch.Tensor | None = None   # (second.bias's shape)
+    predicted: float = 0.0                # first-order coefficient: loss ≈ L0 − γ²·predicted
+    score: float = 0.0                    # what the schedule ranks proposals by
+
+    @property
+    def k(self) -> int:
+        return self.fan_in.shape[0]
+
+
+@torch.no_grad()
+def apply(p: Proposal, gamma: float, optimizer=None) -> None:
+    """Grow for real: move existing weights by γ²ΔW*, then append the K units scaled by γ."""
+    second = p.pair.second
+    if p.dW is not None:
+        second.weight.add_(p.dW.to(second.weight.dtype), alpha=gamma ** 2)
+        if p.dW_bias is not None:
+            second.bias.add_(p.dW_bias.to(second.bias.dtype), alpha=gamma ** 2)
+    bias = None if p.fan_in_bias is None else gamma * p.fan_in_bias
+    add_units(p.pair, gamma * p.fan_in, gamma * p.fan_out, bias, optimizer)
+
+
+_SIZE_ATTRS = ("num_features", "in_features", "out_features", "in_channels", "out_channels")
+
+
+@contextmanager
+def trial(p: Proposal, gamma: float):
+    """The network grown by `p` at amplitude γ inside the block, restored exactly afterwards."""
+    mods = [p.pair.first, p.pair.second, *p.pair.between]
+    params = [(t, t.data.clone()) for m in mods for t in m.parameters(recurse=False)]
+    buffers = [(m, name, b) for m in mods for name, b in m.named_buffers(recurse=False)]
+    sizes = [(m, k, getattr(m, k)) for m in mods for k in _SIZE_ATTRS if hasattr(m, k)]
+    try:
+        apply(p, gamma)
+        yield
+    finally:
+        for t, d in params:
+            t.data = d
+        for m, name, b in buffers:
+            setattr(m, name, b)
+        for m, k, v in sizes:
+            setattr(m, k, v)
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
+    total = 0.0
+    for i in range(0, len(y), batch_size):
+        total += float(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum"))
+    return total / len(y)
+
+
+def line_search(model: nn.Module, p: Proposal, x: torch.Tensor, y: torch.Tensor, loss0: float,
+                max_evals: int = 12, shrink: float = 4.0, max_gamma2: float = 1.0) -> tuple[float, float, list, float]:
+    """Largest-first geometric search on γ² from the step the first-order model says empties the loss.
+
+    Returns (γ, loss at γ, [(γ, loss), ...], seconds). γ = 0 when no amplitude lowers the loss:
+    a step that lowers nothing adds nothing.
+    """
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    tried, best = [], (0.0, loss0)
+    if p.predicted > 0:
+        # Start at the step the first-order model says would empty the loss, but never above γ² = 1:
+        # γ² plays the step size η of the functional move v_goal = −η g, and η = 1 is already a full
+        # Newton-sized step for cross-entropy (its Hessian in the logits is at most 1/2). Larger
+        # amplitudes can win on the line-search batch and still wreck the next SGD steps.
+        gamma2 = min(loss0 / p.predicted, max_gamma2)
+        for _ in range(max_evals):
+            with trial(p, gamma2 ** 0.5):
+                loss = mean_loss(model, x, y)
+            tried.append((gamma2 ** 0.5, loss))
+            if loss < best[1]:
+                best = (gamma2 ** 0.5, loss)
+            elif best[0] > 0:  # past the minimum along the geometric grid
+                break
+            gamma2 /= shrink
+    model.train(was_training)
+    return best[0], best[1], tried, time.perf_counter() - t0

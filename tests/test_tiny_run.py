@@ -1,0 +1,51 @@
+"""TINY end to end through the harness on the synthetic task: it grows, records every growth event,
+and is deterministic on CPU for a seed."""
+
+import json
+
+import pytest
+
+from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
+from benchmarks.harness import run
+
+EVENT_KEYS = {"layer", "added", "gamma", "predicted_decrease", "loss_before", "loss_after", "widths",
+              "bottleneck_before", "bottleneck_after", "stats_s", "solve_s", "line_search_s", "n_stat_samples"}
+
+
+def tiny_run(tmp_path, seed=0, **options):
+    config = RunConfig(method="tiny", dataset="synthetic", arch="mlp", widths=(1, 1), seed=seed,
+                       train=TrainConfig(epochs=4, batch_size=32, lr=0.05),
+                       options={"min_samples": 256, "grow_every": 0.25, **options})
+    summary, record, _ = run(config, RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled"))
+    history = [json.loads(line) for line in (record.path / "history.jsonl").read_text().splitlines()]
+    return summary, history
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    return tiny_run(tmp_path_factory.mktemp("tiny"))
+
+
+def test_tiny_grows_and_records_each_event(first):
+    summary, history = first
+    grown = [e for e in history if e["kind"] == "growth" and e["added"] > 0]
+    assert grown, "no growth event added units"
+    assert sum(summary["widths"]) == 2 + sum(e["added"] for e in grown)
+    for e in grown:
+        assert EVENT_KEYS <= set(e), EVENT_KEYS - set(e)
+        assert e["loss_after"] < e["loss_before"]         # a step that lowers nothing adds nothing
+        assert e["gamma"] > 0
+    assert summary["growth_flops"] > 0 and summary["growth_s"] > 0
+    assert summary["growth_events"] == len(grown)
+    assert summary["test_accuracy"] > 0.5                 # 4 classes: well above chance
+
+
+def test_tiny_is_deterministic_on_cpu(first, tmp_path):
+    again, _ = tiny_run(tmp_path)
+    assert again["widths"] == first[0]["widths"]
+    assert again["test_accuracy"] == first[0]["test_accuracy"]
+
+
+def test_tiny_budget_caps_the_widths(tmp_path):
+    summary, _ = tiny_run(tmp_path, max_width=3)
+    assert max(summary["widths"]) <= 3
