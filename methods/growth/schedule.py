@@ -10,6 +10,7 @@ from typing import Protocol
 
 import torch
 
+from benchmarks.errors import UserError
 from methods.growth import stats as gstats
 from methods.growth.step import Proposal, apply, line_search, mean_loss
 from methods.growth.tiny_solve import best_move
@@ -107,6 +108,9 @@ class GrowthRun:
         pairs = model.growable_pairs()
         n = sample_size(cfg, pairs, len(self.task.data.y_train))
         st = self._stats(pairs, n)
+        if not all(torch.isfinite(t).all() for s in st.values() for t in (s.S1, s.M1, s.S2, s.M2, s.C)):
+            raise UserError(f"growth statistics are not finite at step {self.trainer.step}: "
+                            "training diverged; lower --lr")
         t0 = time.perf_counter()
         before = {p.name: best_move(st[p.name])[2] for p in pairs}
         macs = self.trainer.macs()
