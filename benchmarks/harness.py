@@ -59,7 +59,7 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
     tracker = Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity)
     failed = True
     try:
-        task = Task(data, spec, config.train, config.seed, device, runner.out)
+        task = Task(data, spec, config.train, config.seed, device)
         result = method.run(task, tracker)
         model = result.model
         macs = count_macs(model, data.input_shape)

@@ -23,7 +23,6 @@ class Task:
     train: TrainConfig        # training budget and optimizer
     seed: int
     device: torch.device
-    results_dir: str = "results/runs"   # where other runs' records live (FS reads its source run)
 
 
 @dataclass

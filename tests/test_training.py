@@ -42,7 +42,7 @@ def train_fixed(tmp_path, data, seed, name):
     record.start()
     tracker = Tracker(record, Clock("cpu"), "disabled")
     task = Task(data, NetSpec("mlp", cfg.widths, data.input_shape, data.num_classes), cfg.train, seed,
-                torch.device("cpu"), str(tmp_path))
+                torch.device("cpu"))
     result = Fixed().run(task, tracker)
     tracker.close()
     history = [json.loads(line) for line in (record.path / "history.jsonl").read_text().splitlines()]
