@@ -374,3 +374,35 @@ def test_line_search_without_predicted_decrease_tries_nothing():
     p.predicted = 0.0
     loss0 = mean_loss(model, x, y)
     assert line_search(model, p, x, y, loss0)[:3] == (0.0, loss0, [])
+
+
+def test_mean_loss_uses_eval_mode_and_leaves_batchnorm_alone():
+    """The line search's loss is the eval-mode loss; measuring it must not move running statistics."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Linear(6, 3)).train()
+    x, y = torch.randn(32, 4) * 3 + 1, torch.randint(0, 3, (32,))
+    running = model[1].running_mean.clone()
+    loss = mean_loss(model, x, y)
+    assert model.training and torch.equal(model[1].running_mean, running)
+    model.eval()
+    assert loss == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6)
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_proposals_of_pairs_sharing_a_layer_apply_in_sequence(order):
+    """Both pairs of a 2-hidden-layer MLP proposed from one statistics pass, then grown one after the
+    other: the second proposal is zero-padded to the widths the first one left, so at γ = 0 it keeps
+    the function, and the final widths add up."""
+    torch.manual_seed(0)
+    model = build_network(NetSpec("mlp", (5, 4), (6,), 3, activation="tanh"))
+    x, y = torch.randn(200, 6), torch.randint(0, 3, (200,))
+    props = [tiny_proposal(model, x, y, i, k=2)[0] for i in range(2)]   # both from the same network
+    first, then = (props[i] for i in order)
+    apply(first, 0.5)
+    with torch.no_grad():
+        out = model(x)
+        with trial(then, 0.0):
+            torch.testing.assert_close(model(x), out, rtol=0, atol=1e-6)
+    apply(then, 0.5)
+    assert model.widths == (7, 6)
+    assert torch.isfinite(model(x)).all()

@@ -9,7 +9,8 @@ from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
 from benchmarks.harness import run
 
 EVENT_KEYS = {"layer", "added", "gamma", "predicted_decrease", "loss_before", "loss_after", "widths",
-              "bottleneck_before", "bottleneck_after", "stats_s", "solve_s", "line_search_s", "n_stat_samples"}
+              "bottleneck_before", "bottleneck_after", "stats_s", "solve_s", "line_search_s", "n_stat_samples",
+              "stats_gflop", "stats_gflop_per_s"}
 
 
 def tiny_run(tmp_path, seed=0, **options):
@@ -49,3 +50,24 @@ def test_tiny_is_deterministic_on_cpu(first, tmp_path):
 def test_tiny_budget_caps_the_widths(tmp_path):
     summary, _ = tiny_run(tmp_path, max_width=3)
     assert max(summary["widths"]) <= 3
+
+
+@pytest.mark.parametrize("arch,widths,fan_out", [("vgg", (2, 2, 2, 2, 2, 2, 2, 2), "centre"),
+                                                 ("vgg", (2, 2, 2, 2, 2, 2, 2, 2), "full")])
+def test_tiny_grows_convolutions(tmp_path, arch, widths, fan_out):
+    """Conv pairs end to end: several pairs grown per step (grow_pairs=0), each growth event carries
+    the statistics' arithmetic and throughput."""
+    config = RunConfig(method="tiny", dataset="synthetic-image", arch=arch, widths=widths, seed=0,
+                       train=TrainConfig(epochs=2, batch_size=32, lr=0.05),
+                       options={"min_samples": 64, "max_samples": 64, "grow_every": 0.5, "grow_pairs": 0,
+                                "initial_steps": 1, "line_search_samples": 64, "significance": 0.0,
+                                "conv_fan_out": fan_out})
+    summary, record, _ = run(config, RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled"))
+    history = [json.loads(line) for line in (record.path / "history.jsonl").read_text().splitlines()]
+    grown = [e for e in history if e["kind"] == "growth" and e["added"] > 0]
+    assert grown and sum(summary["widths"]) == sum(widths) + sum(e["added"] for e in grown)
+    by_step = {}
+    for e in grown:
+        assert e["stats_gflop"] > 0 and e["stats_gflop_per_s"] > 0 and e["loss_after"] < e["loss_before"]
+        by_step.setdefault(e["step"], []).append(e["layer"])
+    assert max(len(v) for v in by_step.values()) > 1        # several pairs in one step

@@ -16,15 +16,17 @@ from methods.growth.step import Proposal, apply, line_search, mean_loss
 from methods.growth.tiny_solve import best_move
 from methods.interface import Result, Task
 from methods.nets import GrowablePair, build_network
+from methods.nets.registry import STANDARD_WIDTHS
 from methods.train import Trainer
 
 
 @dataclass(frozen=True)
 class GrowthConfig:
-    grow_every: float = 0.1           # epochs of training between growth steps
-    grow_until: float = 0.5           # no growth after this fraction of the epochs
-    max_neurons: int = 16             # cap on K, units added by one growth step
-    max_width: int = 0                # cap on any hidden width (0: none)
+    grow_every: float = 0.25          # epochs of training between growth steps
+    grow_until: float = 0.4           # no growth after this fraction of the epochs
+    max_neurons: int = 16             # cap on K, units added to one pair by one growth step
+    grow_pairs: int = 0               # pairs grown per step from one statistics pass, best first (0: all)
+    max_width: int | str = 0          # cap on every hidden width (0: none; "standard": the arch's widths)
     max_macs: int = 0                 # inference MACs per sample the network may grow to (0: none)
     criterion: str = "decrease"       # rank pairs by first-order decrease, or "decrease_per_mac"
     significance: float = 1.0         # a singular value must exceed this multiple of the noise level
@@ -32,21 +34,35 @@ class GrowthConfig:
     min_samples: int = 1024           # clip of the sample-size rule
     max_samples: int = 8192
     line_search_samples: int = 2048   # training samples the line search measures the loss on
-    after_stats: bool = True          # recompute statistics after growing, to record bottlenecks after
+    conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
+    after_stats: bool = True          # bottlenecks after growing, on the line-search samples
     patience: int = 3                 # growth ends after this many steps in a row that add nothing
     initial_steps: int = 8            # growth steps back to back before training: a tiny random start
                                       # has dead units, and one SGD step can kill a 1-unit layer
 
+    def __post_init__(self):   # a ValueError reaches the user as one line (methods.registry)
+        choices = {"criterion": ("decrease", "decrease_per_mac"), "conv_fan_out": ("centre", "full")}
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
+        if not (self.max_width == "standard" or isinstance(self.max_width, int) and self.max_width >= 0):
+            raise ValueError(f"max_width must be a width, 0 or 'standard', got {self.max_width!r}")
+        if self.grow_every <= 0 or self.max_neurons < 1 or self.min_samples < 1 or self.max_samples < 1:
+            raise ValueError("grow_every, max_neurons, min_samples and max_samples must be positive")
+
 
 class Chooser(Protocol):
+    # A chooser may set `needs_stats = False` (random growth): the schedule then skips the statistics
+    # pass and hands it None.
     def propose(self, pair: GrowablePair, st: gstats.PairStats, k: int, gen: torch.Generator) -> Proposal | None:
         """At most k new units for `pair`, or None when the method finds nothing worth adding."""
 
 
-def sample_size(cfg: GrowthConfig, pairs: list[GrowablePair], n_train: int, positions: int = 1) -> int:
-    """The talk's rule of thumb N ∝ (width × filter size)² / #pixels, clipped."""
-    d = max(p.first.weight[0].numel() for p in pairs)
-    n = math.ceil(cfg.samples_per_dim2 * d * d / positions)
+def sample_size(cfg: GrowthConfig, pairs: list[GrowablePair], n_train: int, positions: dict) -> int:
+    """The talk's rule of thumb N ∝ (width × filter size)² / #pixels, for the pair that needs most, clipped.
+
+    positions: layer -> output positions per sample (the pixels each sample contributes)."""
+    n = max(math.ceil(cfg.samples_per_dim2 * p.first.weight[0].numel() ** 2 / positions[p.first]) for p in pairs)
     return int(min(max(n, cfg.min_samples), cfg.max_samples, n_train))
 
 
@@ -66,6 +82,13 @@ class GrowthRun:
         self.events = 0
         self.seconds = {"stats_s": 0.0, "solve_s": 0.0, "line_search_s": 0.0}
         self.stop_step = cfg.grow_until * task.train.epochs * self.trainer.steps_per_epoch
+        pairs = self.model.growable_pairs()
+        caps = (STANDARD_WIDTHS.get(task.spec.arch) if cfg.max_width == "standard"
+                else [cfg.max_width] * len(pairs) if cfg.max_width else None)
+        if cfg.max_width == "standard" and caps is None:
+            raise UserError(f"max_width=standard: {task.spec.arch} has no standard widths; give a number")
+        self.width_caps = {p.name: c for p, c in zip(pairs, caps or [], strict=False)}   # pair -> max width
+        self.positions = gstats.layer_positions(self.model, pairs, task.data.x_train[:1])
 
     def run(self) -> Result:
         every = max(1, round(self.cfg.grow_every * self.trainer.steps_per_epoch))
@@ -86,68 +109,99 @@ class GrowthRun:
                 self.idle = 0 if self.grow() else self.idle + 1
 
     def _sample(self, n: int):
-        data = self.task.data
-        idx = torch.randperm(len(data.y_train), generator=self.gen)[:n].to(data.y_train.device)
+        data = self.task.data   # with replacement: a permutation of the whole set per step costs more
+        idx = torch.randint(len(data.y_train), (min(n, len(data.y_train)),), generator=self.gen)
+        idx = idx.to(data.y_train.device)
         return data.x_train[idx], data.y_train[idx]
 
-    def _stats(self, pairs, n: int, full: bool = True) -> dict:
-        data, layer = self.task.data, self.model.input_layer
-        x, y = data.x_train[self.stat_order[:n]], data.y_train[self.stat_order[:n]]
-        fixed = {layer: self.input_S[n]} if n in self.input_S else {}
-        st, flops, seconds = gstats.collect(self.model, pairs, x, y, full=full, fixed_S=fixed)
+    def _stats(self, pairs, x, y, full: bool = True) -> dict:
+        """Statistics on (x, y); when x is the first n samples of the fixed order, the input layer's
+        S2 is reused across steps."""
+        layer, n = self.model.input_layer, len(y)
+        fixed = {layer: self.input_S[n]} if full and n in self.input_S else {}
+        st, flops, seconds = gstats.collect(self.model, pairs, x, y, full=full, fixed_S=fixed,
+                                            fan_out=self.cfg.conv_fan_out)
         first = next((p for p in pairs if p.first is layer), None)
         if full and first is not None:
             self.input_S[n] = st[first.name].S2
-        self.growth_flops += flops + 3 * 2 * self.trainer.macs() * n   # + forward/backward passes
+        # + the forward pass and the activation-gradient backward pass (~1 forward: no weight gradients)
+        flops += 2 * 2 * self.trainer.macs() * n
+        self.growth_flops += flops
         self.seconds["stats_s"] += seconds
+        self.last_stats = {"stats_gflop": round(flops / 1e9, 4), "stats_gflop_per_s": round(flops / 1e9 / seconds, 2)}
+        # A diverged network gives non-finite sums; checking one number per statistic is enough.
+        if not all(math.isfinite(float(t.sum())) for s in st.values() for t in (s.S1, s.M1, s.S2, s.M2, s.C)
+                   if t is not None):
+            raise UserError(f"growth statistics are not finite at step {self.trainer.step}: "
+                            "training diverged; lower --lr")
         return st
 
     def grow(self) -> bool:
         """One growth step. Returns whether it added units."""
         cfg, model = self.cfg, self.model
         pairs = model.growable_pairs()
-        n = sample_size(cfg, pairs, len(self.task.data.y_train))
-        st = self._stats(pairs, n)
-        if not all(torch.isfinite(t).all() for s in st.values() for t in (s.S1, s.M1, s.S2, s.M2, s.C)):
-            raise UserError(f"growth statistics are not finite at step {self.trainer.step}: "
-                            "training diverged; lower --lr")
+        data = self.task.data
+        if getattr(self.chooser, "needs_stats", True):
+            n = sample_size(cfg, pairs, len(data.y_train), self.positions)
+            order = self.stat_order[:n]
+            st = self._stats(pairs, data.x_train[order], data.y_train[order])
+            common = {"n_stat_samples": n, **self.last_stats}   # this pass, not the after-growth one
+        else:   # e.g. random growth: no statistics pass to pay for
+            st, common = dict.fromkeys(p.name for p in pairs), {}
         t0 = time.perf_counter()
-        before = {p.name: best_move(st[p.name])[2] for p in pairs}
+        if st[pairs[0].name] is not None:
+            common["bottleneck_before"] = {p.name: best_move(st[p.name])[2] for p in pairs}
         macs = self.trainer.macs()
+        self.growth_flops += 2 * macs * min(cfg.line_search_samples, len(data.y_train))   # the loss before
         proposals = []
         for p in pairs:
             k = cfg.max_neurons
-            if cfg.max_width:
-                k = min(k, cfg.max_width - p.width)
+            if p.name in self.width_caps:
+                k = min(k, self.width_caps[p.name] - p.width)
+            unit_macs = gstats.macs_per_unit(p, self.positions)
             if cfg.max_macs:
-                k = min(k, (cfg.max_macs - macs) // st[p.name].macs_per_unit)
+                k = min(k, (cfg.max_macs - macs) // unit_macs)
             prop = self.chooser.propose(p, st[p.name], k, self.gen) if k > 0 else None
             if prop is not None:
                 if cfg.criterion == "decrease_per_mac":
-                    prop.score /= prop.k * st[p.name].macs_per_unit
+                    prop.score /= prop.k * unit_macs
                 proposals.append(prop)
         self.seconds["solve_s"] += time.perf_counter() - t0
         if not proposals:
             self.tracker.log({"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "added": 0,
-                              "widths": list(model.widths), "bottleneck_before": before,
+                              "widths": list(model.widths), **common,
                               "reason": "budget reached or no significant neuron"})
             return False
-        best = max(proposals, key=lambda q: q.score)
         xl, yl = self._sample(cfg.line_search_samples)
-        loss0 = mean_loss(model, xl, yl)
-        gamma, loss1, tried, seconds = line_search(model, best, xl, yl, loss0)
+        loss = mean_loss(model, xl, yl)
+        events, touched = [], set()
+        # Best first, each with its own line search from the loss the previous one left; a pair that
+        # shares a layer with one grown before it gets its proposal zero-padded (step.apply).
+        for prop in sorted(proposals, key=lambda q: -q.score)[:cfg.grow_pairs or None]:
+            layers = {prop.pair.first, prop.pair.second}
+            event = self._grow_pair(prop, xl, yl, loss, macs, common)
+            if event["added"]:
+                touched |= layers
+                loss = event["loss_after"]
+            events.append(event)
+        if cfg.after_stats and touched:   # on the line-search samples: a fraction of a full pass
+            st_after = self._stats(model.growable_pairs(), xl, yl, full=False)
+            after = {name: best_move(s)[2] for name, s in st_after.items()}
+            for event in events:
+                event.update(bottleneck_after=after, n_after_samples=len(yl))
+        for event in events:
+            self.tracker.log(event)
+        return bool(touched)
+
+    def _grow_pair(self, prop: Proposal, xl, yl, loss0: float, macs: int, common: dict) -> dict:
+        """Line search and apply one proposal; returns its growth event."""
+        gamma, loss1, tried, seconds = line_search(self.model, prop, xl, yl, loss0)
         self.seconds["line_search_s"] += seconds
-        self.growth_flops += 2 * macs * len(yl) * (1 + len(tried))
+        self.growth_flops += 2 * macs * len(yl) * len(tried)
         if gamma > 0:
-            apply(best, gamma, self.trainer.optimizer)
+            apply(prop, gamma, self.trainer.optimizer)
             self.events += 1
-        event = {"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "layer": best.pair.name,
-                 "added": best.k if gamma > 0 else 0, "gamma": gamma, "predicted_decrease": gamma ** 2 * best.predicted,
-                 "loss_before": loss0, "loss_after": loss1, "line_search": tried, "widths": list(model.widths),
-                 "bottleneck_before": before, "n_stat_samples": n, "growth_flops": self.growth_flops,
-                 **{k: round(v, 4) for k, v in self.seconds.items()}}
-        if cfg.after_stats and gamma > 0:
-            st_after = self._stats(model.growable_pairs(), n, full=False)
-            event["bottleneck_after"] = {name: best_move(s)[2] for name, s in st_after.items()}
-        self.tracker.log(event)
-        return gamma > 0
+        return {"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "layer": prop.pair.name,
+                "added": prop.k if gamma > 0 else 0, "gamma": gamma, "predicted_decrease": gamma ** 2 * prop.predicted,
+                "loss_before": loss0, "loss_after": loss1, "line_search": tried, "widths": list(self.model.widths),
+                **common, "growth_flops": self.growth_flops, **{k: round(v, 4) for k, v in self.seconds.items()}}

@@ -1,13 +1,24 @@
 """Second-order statistics of every growable pair, from one forward/backward pass per batch.
 
-For a pair  a_{l-1} = W_{l-1} b_{l-2},  b_{l-1} = σ(a_{l-1}),  a_l = W_l b_{l-1}  (tiny-math.md §1-2):
+For a pair  a_{l-1} = W_{l-1} b_{l-2},  b_{l-1} = σ(a_{l-1}),  a_l = W_l b_{l-1}  (tiny-math.md §1-3):
 
     S1 = E[b1 b1ᵀ]  (d1×d1)    M1 = E[b1 gᵀ]  (d1×dout)    S2 = E[b2 b2ᵀ]  (d2×d2)
     M2 = E[b2 gᵀ]   (d2×dout)  C  = E[b2 b1ᵀ] (d2×d1)      gsq = E‖g‖²
 
-b2 and b1 are the inputs of the pair's first and second layer (a trailing 1 appended when that layer
-has a bias), g = ∂ℓ_i/∂a_l is the per-sample gradient: the loss is sum-reduced so that g is not
-divided by the batch size. The network is in eval mode.
+b1 is the input of the second layer, b2 the input of the first (a trailing 1 appended when that layer
+has a bias), g = ∂ℓ_i/∂a_l the per-sample gradient: the loss is sum-reduced so that g is not divided
+by the batch size. The network is in eval mode.
+
+Convolutions (§3): a row is one output position of the second layer, b1 its unfolded input patch
+(C·kh·kw [+1], unfold order) and g the gradient there; sums run over positions, expectations over
+images. New channels get a 1×1 fan-out at the centre of the second kernel (the "restricted" variant),
+so b2 is the first layer's input patch at the position feeding that centre. Between the two layers a
+pooling changes the grid (VGG); b2 is then pooled the same way with an average (exact for a global
+average pool, a linearisation of a max-pool). A linear second layer after a conv sees the global mean.
+
+Cost: every statistic with the same left factor is one matmul (e.g. b2ᵀ[b2 | b1 | g]), and the
+backward pass computes only activation gradients (autograd.grad to the second layers' outputs), never
+weight gradients.
 """
 
 import math
@@ -29,97 +40,214 @@ class PairStats:
     M2: torch.Tensor | None
     C: torch.Tensor | None
     gsq: float
-    n: int               # samples the expectations average over
+    n: int               # samples (images) the expectations average over
     macs_per_unit: int   # inference MACs one more hidden unit costs (fan-in and fan-out, all positions)
+    positions: int = 1   # output positions of the second layer per sample (rows per image)
 
 
-def layer_input(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The rows b of the layer's input (n, d [+1]): a trailing 1 when the layer has a bias."""
-    x = x.flatten(1)
-    if layer.bias is not None:
-        x = torch.cat([x, x.new_ones(len(x), 1)], dim=1)
-    return x
+def conv_out_size(conv: nn.Conv2d, size) -> list[int]:
+    """Output (H, W) of `conv` on an input of spatial size `size`."""
+    return [(size[i] + 2 * conv.padding[i] - conv.dilation[i] * (conv.kernel_size[i] - 1) - 1) // conv.stride[i] + 1
+            for i in range(2)]
 
 
-class _Capture:
-    """Forward hooks that keep each layer's input and the gradient at its output for one batch."""
+def patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A layer's input as the vectors its weights multiply, on its output grid.
 
-    def __init__(self, layers: list[nn.Module]):
-        self.inputs, self.grads, self.out_shapes, self.handles = {}, {}, {}, []
-        for layer in layers:
-            self.handles.append(layer.register_forward_hook(self._hook))
-
-    def _hook(self, layer, args, out):
-        self.inputs[layer] = args[0].detach()
-        self.out_shapes[layer] = out.shape
-        if out.requires_grad:
-            out.register_hook(lambda g, layer=layer: self.grads.__setitem__(layer, g.detach()))
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
+    Linear: (n, d) -> (n, d).  Conv: (n, C, H, W) -> (n, C·kh·kw, Ho, Wo), unfold order.
+    """
+    if isinstance(layer, nn.Linear):
+        return x.flatten(1)
+    u = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)   # (n, C·k·k, Ho·Wo)
+    return u.view(x.shape[0], -1, *conv_out_size(layer, x.shape[2:]))
 
 
-def macs_per_unit(pair: GrowablePair, out_shapes: dict) -> int:
-    positions = lambda layer: math.prod(out_shapes[layer][2:])  # 1 for linear layers
-    return (positions(pair.first) * pair.first.weight[0].numel()
-            + positions(pair.second) * pair.second.weight[:, 0].numel())
+def with_ones(t: torch.Tensor, bias: bool = True) -> torch.Tensor:
+    """(n, d[, H, W]) -> (n, d+1[, H, W]): the constant input a bias multiplies, as a last channel."""
+    return torch.cat([t, t.new_ones(t.shape[0], 1, *t.shape[2:])], 1) if bias else t
+
+
+def rows(t: torch.Tensor) -> torch.Tensor:
+    """(n, d[, H, W]) -> (n·H·W, d): one row per sample and position."""
+    return t.flatten(2).transpose(1, 2).reshape(-1, t.shape[1]) if t.dim() == 4 else t
+
+
+def on_second_input(pair: GrowablePair, p2: torch.Tensor, second_in: torch.Tensor) -> torch.Tensor:
+    """The first layer's input patches p2 (n, d2, H1, W1) moved to the grid of the second layer's input
+    (n, d2, H, W): averaged like the pooling between the layers, or over all positions (n, d2) when
+    the second layer is linear. Linear first layers: p2 (n, d2) unchanged."""
+    if p2.dim() == 2:
+        return p2
+    if isinstance(pair.second, nn.Linear):
+        return p2.mean((2, 3))
+    if p2.shape[2:] != second_in.shape[2:]:   # a pooling between the layers
+        p2 = F.adaptive_avg_pool2d(p2, second_in.shape[2:])
+    return p2
+
+
+def kernel_centres(conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
+    """t (n, d, H, W) on conv's input grid -> (n, d, Ho, Wo): the value at each window's centre."""
+    size = t.shape[2:]
+    out = conv_out_size(conv, size)
+    # Output position o reads its kernel centre at input position o·stride + shift (zeros outside).
+    shift = [conv.dilation[i] * (conv.kernel_size[i] // 2) - conv.padding[i] for i in range(2)]
+    if shift == [0, 0] and conv.stride == (1, 1) and out == list(size):
+        return t   # "same" convolution: the grids coincide
+    lo = [max(0, -shift[i]) for i in range(2)]
+    hi = [max(0, shift[i] + (out[i] - 1) * conv.stride[i] + 1 - size[i]) for i in range(2)]
+    t = F.pad(t, (lo[1], hi[1], lo[0], hi[0]))
+    y0, x0 = shift[0] + lo[0], shift[1] + lo[1]
+    return t[:, :, y0:y0 + (out[0] - 1) * conv.stride[0] + 1:conv.stride[0],
+             x0:x0 + (out[1] - 1) * conv.stride[1] + 1:conv.stride[1]]
+
+
+def full_fan_out_sums(conv: nn.Conv2d, b2: torch.Tensor, b1: torch.Tensor, g: torch.Tensor) -> dict:
+    """Batch sums for new channels with a full kh×kw fan-out (tiny-math.md §3, gromo's layout).
+
+    b2 (n, d2, H, W): first layer's input patches on conv's input grid (bias channel included);
+    b1 (n, d1, Ho, Wo): conv's unfolded input; g (n, C_out, Ho, Wo). With b2(o, e) the patch read by
+    kernel offset e of output position o (zero in the padding):
+      S2 = Σ_o Σ_e b2(o,e) b2(o,e)ᵀ (d2, d2)    M2[:, c·kh·kw+e] = Σ_o b2(o,e) g_c(o) (d2, C_out·kh·kw)
+      C[e] = Σ_o b2(o,e) b1(o)ᵀ (kh·kw, d2, d1)
+    M2 and C are weight gradients of a convolution with b2 as input: conv2d_weight computes them
+    without materialising the kh·kw-times larger unfold of b2.
+    """
+    args = (conv.stride, conv.padding, conv.dilation)
+    d2, k = b2.shape[1], conv.kernel_size
+    m2 = torch.nn.grad.conv2d_weight(b2, (g.shape[1], d2, *k), g, *args)           # (C_out, d2, kh, kw)
+    c = torch.nn.grad.conv2d_weight(b2, (b1.shape[1], d2, *k), b1, *args)          # (d1, d2, kh, kw)
+    # Each input position is read by as many (output position, offset) pairs as this count says.
+    ones = b2.new_ones(1, 1, *b1.shape[2:])
+    count = F.conv_transpose2d(ones, b2.new_ones(1, 1, *k), None, *args[:2], 0, 1, args[2])
+    count = F.pad(count, (0, b2.shape[3] - count.shape[3], 0, b2.shape[2] - count.shape[2]))
+    w = rows(b2 * count.sqrt())
+    return {"S2": (w.T @ w).double(), "M2": m2.permute(1, 0, 2, 3).reshape(d2, -1).double(),
+            "C": c.permute(2, 3, 1, 0).reshape(k[0] * k[1], d2, -1).double()}
+
+
+def macs_per_unit(pair: GrowablePair, positions: dict) -> int:
+    """Inference MACs of one more hidden unit: its fan-in and fan-out at every output position.
+    positions: layer -> output positions per sample (1 for linear layers)."""
+    return (positions[pair.first] * pair.first.weight[0].numel()
+            + positions[pair.second] * pair.second.weight[:, 0].numel())
 
 
 def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: torch.Tensor,
             batch_size: int = 1024, full: bool = True, fixed_S: dict | None = None,
-            ) -> tuple[dict[str, PairStats], float, float]:
+            fan_out: str = "centre", max_elems: int = 2 ** 25,
+            trace: list | None = None) -> tuple[dict[str, PairStats], float, float]:
     """Statistics of `pairs` over the samples (x, y). Returns (stats by pair name, FLOPs, seconds).
 
     full=False computes only what the bottleneck needs (S1, M1, E‖g‖²), not S2, M2, C.
-    fixed_S maps a layer to its input second moment E[b bᵀ] when it is already known (the network's
+    fan_out: "centre" (1×1 fan-out of new channels at the kernel centre) or "full" (kh×kw; then M2
+    is (d2, C_out·kh·kw) and C is (kh·kw, d2, d1), see full_fan_out_sums) for conv second layers.
+    fixed_S maps a layer to the S2 of the pair it starts when it is already known (the network's
     input layer on a fixed sample set: its input does not depend on the weights): used, not recomputed.
-    Each layer's E[b bᵀ] is computed once even when it serves two pairs (S1 of one, S2 of the next).
-    FLOPs count the statistics matmuls from their shapes (2·n·d·d'); the forward/backward passes
+    A batch holds at most `batch_size` samples and about `max_elems` floats per unfolded input.
+    FLOPs count the statistics matmuls from their shapes (2·rows·d·d'); the forward/backward passes
     (3 x 2 x MACs per sample) are charged by the caller, who knows the MACs.
+    trace: a list that receives (rows, d_left, d_right) of every grouped product left.T @ right.
     """
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()
-    S = dict(fixed_S or {})   # layer -> E[b bᵀ] of its input
-    seconds = [p.second for p in pairs]
-    layers = list(dict.fromkeys([p.first for p in pairs] * full + seconds))   # whose E[b bᵀ] is needed
-    capture = _Capture(list(dict.fromkeys([p.first for p in pairs] + seconds)))
+    fixed_S = fixed_S or {}
+    firsts, seconds = [p.first for p in pairs], [p.second for p in pairs]
+    inputs, outputs, shapes = {}, {}, {}
+
+    def hook(layer, args, out):
+        inputs[layer], outputs[layer], shapes[layer] = args[0].detach(), out, out.shape
+
+    handles = [m.register_forward_hook(hook) for m in dict.fromkeys(firsts + seconds)]
     sums: dict = {}
+    s2_key = {}   # pair name -> the key of its S2 in sums
     flops = 0.0
-
-    def acc(key, a, b):  # sums[key] += aᵀb, in float64 across batches
-        nonlocal flops
-        ab = (a.T @ b).double()
-        sums[key] = ab if key not in sums else sums[key] + ab
-        flops += 2.0 * a.shape[0] * a.shape[1] * b.shape[1]
-
+    groups = {}   # per batch, the products grouped by left factor: key -> (left rows, {statistic: right rows})
+    add = lambda key, left, right: groups.setdefault(key, (left, {}))[1].update(right)
+    step = min(batch_size, 8)   # a small first batch tells the memory per sample
+    i = 0
     try:
-        for i in range(0, len(y), batch_size):
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum").backward()
-            b = {m: layer_input(m, capture.inputs[m]) for m in layers}    # (n, d_m)
-            g = {m: capture.grads[m].flatten(1) for m in seconds}         # (n, dout)
-            for m in layers:
-                if m not in S:
-                    acc(("S", m), b[m], b[m])
+        while i < len(y):
+            xb, yb = x[i:i + step], y[i:i + step]
+            loss = F.cross_entropy(model(xb), yb, reduction="sum")
+            grads = torch.autograd.grad(loss, [outputs[m] for m in seconds])   # activation gradients only
+            g_img = dict(zip(seconds, (gr.detach() for gr in grads), strict=True))   # (n, dout[, Ho, Wo])
+            b1_img = {m: with_ones(patches(m, inputs[m]), m.bias is not None) for m in seconds}   # (n, d1[, Ho, Wo])
+            g = {m: rows(t) for m, t in g_img.items()}         # (rows, dout)
+            b1 = {m: rows(t) for m, t in b1_img.items()}       # (rows, d1)
+            groups.clear()
             for m in seconds:
-                acc(("M", m), b[m], g[m])
-                acc(("gg", m), g[m].pow(2).sum(1, keepdim=True), torch.ones_like(g[m][:, :1]))
+                add(("in", m), b1[m], {("S", m): b1[m], ("M", m): g[m]})
             for p in pairs if full else []:
-                acc(("C", p.name), b[p.first], b[p.second])
-                acc(("M2", p.name), b[p.first], g[p.second])
+                m = p.second
+                p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
+                grid = on_second_input(p, p2, inputs[m])
+                if fan_out == "full" and isinstance(m, nn.Conv2d):
+                    s2_key[p.name] = ("S2", p.name)
+                    for name, t in full_fan_out_sums(m, grid, b1_img[m], g_img[m]).items():
+                        sums[(name, p.name)] = t + sums.get((name, p.name), 0.0)
+                    d2, n_out = grid.shape[1], len(g[m])
+                    flops += 2.0 * d2 * (rows(grid).shape[0] * d2 + n_out * m.weight[0, 0].numel()
+                                         * (g[m].shape[1] + b1[m].shape[1]))
+                    continue
+                if isinstance(m, nn.Conv2d):
+                    grid = kernel_centres(m, grid)
+                if grid is p2 and p.first in b1:   # b2 = b1 of the pair before (MLPs): same rows, same S
+                    key, b2 = ("in", p.first), b1[p.first]
+                else:
+                    key, b2 = ("b2", p.name), rows(grid)
+                s2_key[p.name] = ("S", p.first) if key[0] == "in" else ("S2", p.name)
+                add(key, b2, {("C", p.name): b1[m], ("M2", p.name): g[m]}
+                    | ({} if p.first in fixed_S else {s2_key[p.name]: b2}))
+            for left, right in groups.values():
+                names, mats = zip(*right.items(), strict=True)
+                prod = (left.T @ torch.cat(mats, dim=1)).double()      # (d_left, Σ d_right)
+                flops += 2.0 * left.shape[0] * left.shape[1] * prod.shape[1]
+                if trace is not None:
+                    trace.append((left.shape[0], left.shape[1], prod.shape[1]))
+                for name, part in zip(names, prod.split([mt.shape[1] for mt in mats], dim=1), strict=True):
+                    sums[name] = part if name not in sums else sums[name] + part
+            for m in seconds:
+                sums[("gg", m)] = sums.get(("gg", m), 0.0) + float(g[m].double().pow(2).sum())
+            i += len(yb)
+            if step < batch_size:   # size the next batches by the largest unfolded input seen
+                per_sample = max(t.numel() for t in [*b1.values(), *g.values()]) / len(yb)
+                if full:
+                    per_sample = max(per_sample, max(inputs[f].numel() for f in firsts) / len(yb) * 9)
+                step = int(max(1, min(batch_size, max_elems // max(per_sample, 1))))
+            del loss, grads
     finally:
-        capture.remove()
-        model.zero_grad(set_to_none=True)
+        for h in handles:
+            h.remove()
+        inputs.clear()
+        outputs.clear()
         model.train(was_training)
     n = len(y)
-    S.update({m: sums[("S", m)] / n for m in layers if ("S", m) in sums})
     out = {}
     for p in pairs:
         get = lambda key: sums[key] / n if key in sums else None
-        out[p.name] = PairStats(S1=S[p.second], M1=get(("M", p.second)),
-                                S2=S.get(p.first) if full else None, M2=get(("M2", p.name)),
-                                C=get(("C", p.name)), gsq=float(get(("gg", p.second))), n=n,
-                                macs_per_unit=macs_per_unit(p, capture.out_shapes))
+        S2 = (fixed_S[p.first] if p.first in fixed_S else get(s2_key[p.name])) if full else None
+        out[p.name] = PairStats(S1=get(("S", p.second)), M1=get(("M", p.second)), S2=S2,
+                                M2=get(("M2", p.name)), C=get(("C", p.name)), gsq=sums[("gg", p.second)] / n,
+                                n=n, macs_per_unit=macs_per_unit(p, {m: math.prod(o[2:]) for m, o in shapes.items()}),
+                                positions=math.prod(shapes[p.second][2:]))
     return out, flops, time.perf_counter() - t0
+
+
+
+def layer_positions(model: nn.Module, pairs: list[GrowablePair], x1: torch.Tensor) -> dict[nn.Module, int]:
+    """Output positions per sample of every layer of `pairs` (1 for linear layers), from one sample x1.
+    Growth never changes them."""
+    shapes = {}
+    layers = list(dict.fromkeys(m for p in pairs for m in (p.first, p.second)))
+    handles = [m.register_forward_hook(lambda m, a, o: shapes.__setitem__(m, o.shape)) for m in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x1)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {m: math.prod(shapes[m][2:]) for m in layers}

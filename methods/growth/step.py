@@ -27,6 +27,8 @@ class Proposal:
     dW_bias: torch.Tensor | None = None   # (second.bias's shape)
     predicted: float = 0.0                # first-order coefficient: loss ≈ L0 − γ²·predicted
     score: float = 0.0                    # what the schedule ranks proposals by
+    gamma: float | None = None            # apply at this amplitude, no line search (the loss may be
+                                          # flat in γ at the step: GradMax, zero fan-out)
 
     @property
     def k(self) -> int:
@@ -35,14 +37,28 @@ class Proposal:
 
 @torch.no_grad()
 def apply(p: Proposal, gamma: float, optimizer=None) -> None:
-    """Grow for real: move existing weights by γ²ΔW*, then append the K units scaled by γ."""
-    second = p.pair.second
+    """Grow for real: move existing weights by γ²ΔW*, then append the K units scaled by γ.
+
+    A neighbouring pair grown since the proposal was made may have widened these layers (an MLP's
+    pairs share layers): the proposal is padded with zeros to the current sizes, so the units added
+    in between are neither read by the new units nor moved by ΔW*."""
+    first, second = p.pair.first, p.pair.second
     if p.dW is not None:
-        second.weight.add_(p.dW.to(second.weight.dtype), alpha=gamma ** 2)
+        second.weight.add_(_pad_to(p.dW, second.weight.shape).to(second.weight.dtype), alpha=gamma ** 2)
         if p.dW_bias is not None:
-            second.bias.add_(p.dW_bias.to(second.bias.dtype), alpha=gamma ** 2)
+            second.bias.add_(_pad_to(p.dW_bias, second.bias.shape).to(second.bias.dtype), alpha=gamma ** 2)
     bias = None if p.fan_in_bias is None else gamma * p.fan_in_bias
-    add_units(p.pair, gamma * p.fan_in, gamma * p.fan_out, bias, optimizer)
+    fan_in = _pad_to(p.fan_in, (p.k, *first.weight.shape[1:]))
+    fan_out = _pad_to(p.fan_out, (second.weight.shape[0], p.k, *second.weight.shape[2:]))
+    add_units(p.pair, gamma * fan_in, gamma * fan_out, bias, optimizer)
+
+
+def _pad_to(t: torch.Tensor, shape) -> torch.Tensor:
+    """t padded with zeros at the end of every dimension up to `shape`."""
+    if t.shape == shape:
+        return t
+    pad = [x for a, b in zip(reversed(t.shape), reversed(shape), strict=True) for x in (0, b - a)]
+    return F.pad(t, pad)
 
 
 _SIZE_ATTRS = ("num_features", "in_features", "out_features", "in_channels", "out_channels")
@@ -69,9 +85,14 @@ def trial(p: Proposal, gamma: float):
 
 @torch.no_grad()
 def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
+    """Mean cross-entropy in eval mode (train mode would use batch statistics and move BatchNorm's
+    running ones), the model's mode restored."""
+    was_training = model.training
+    model.eval()
     total = 0.0
     for i in range(0, len(y), batch_size):
         total += float(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum"))
+    model.train(was_training)
     return total / len(y)
 
 
@@ -80,13 +101,17 @@ def line_search(model: nn.Module, p: Proposal, x: torch.Tensor, y: torch.Tensor,
     """Largest-first geometric search on γ² from the step the first-order model says empties the loss.
 
     Returns (γ, loss at γ, [(γ, loss), ...], seconds). γ = 0 when no amplitude lowers the loss:
-    a step that lowers nothing adds nothing.
+    a step that lowers nothing adds nothing. A proposal with a fixed `gamma` is only measured there.
     """
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()
     tried, best = [], (0.0, loss0)
-    if p.predicted > 0:
+    if p.gamma is not None:   # fixed amplitude: kept whatever the loss, measured for the record
+        with trial(p, p.gamma):
+            best = (p.gamma, mean_loss(model, x, y))
+        tried.append(best)
+    elif p.predicted > 0:
         # Start at the step the first-order model says would empty the loss, but never above γ² = 1:
         # γ² plays the step size η of the functional move v_goal = −η g, and η = 1 is already a full
         # Newton-sized step for cross-entropy (its Hessian in the logits is at most 1/2). Larger

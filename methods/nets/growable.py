@@ -1,4 +1,5 @@
-"""Growable pairs of layers and the one operation growth needs: append hidden units to a pair.
+"""Growable pairs of layers and the one operation growth needs: append hidden units to a pair (and its
+inverse, keep_units, for structured pruning).
 
 A pair is two consecutive layers joined by a hidden width: `first` produces it (its output units or
 channels), `second` consumes it (its input units or channels), and anything in between that is sized
@@ -70,6 +71,25 @@ def add_units(pair: GrowablePair, fan_in: torch.Tensor, fan_out: torch.Tensor,
         bn.running_mean = torch.cat([bn.running_mean, bn.running_mean.new_zeros(k)])
         bn.running_var = torch.cat([bn.running_var, bn.running_var.new_ones(k)])
         bn.num_features += k
+    _set_sizes(first, second, pair.width)
+
+
+@torch.no_grad()
+def keep_units(pair: GrowablePair, keep: torch.Tensor) -> None:
+    """Keep only the hidden units `keep` (indices, ascending) of `pair`: the inverse of add_units, for
+    structured pruning. Parameters stay the same objects; optimizer state is not adjusted (build the
+    optimizer afterwards)."""
+    first, second = pair.first, pair.second
+    params = [(first.weight, 0), (second.weight, 1)]   # (parameter, its dim of hidden units)
+    params += [(first.bias, 0)] if first.bias is not None else []
+    params += [(t, 0) for bn in pair.between for t in (bn.weight, bn.bias)]
+    for param, dim in params:
+        param.data = param.data.index_select(dim, keep)
+        param.grad = None
+    for bn in pair.between:
+        bn.running_mean = bn.running_mean[keep]
+        bn.running_var = bn.running_var[keep]
+        bn.num_features = len(keep)
     _set_sizes(first, second, pair.width)
 
 

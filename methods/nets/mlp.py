@@ -4,9 +4,8 @@ import math
 
 from torch import nn
 
+from methods.nets.activations import ACTIVATIONS
 from methods.nets.growable import GrowablePair
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity, "gelu": nn.GELU}
 
 
 class MLP(nn.Module):

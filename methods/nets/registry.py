@@ -20,7 +20,7 @@ class NetSpec:
     widths: tuple[int, ...]          # the growable widths, in the order of growable_pairs()
     input_shape: tuple[int, ...]     # one sample, e.g. (1, 28, 28)
     num_classes: int
-    activation: str = "relu"         # MLP only; CNNs use ReLU
+    activation: str = "relu"         # σ of the growable widths (methods/nets/activations.py)
 
     def with_widths(self, widths) -> "NetSpec":
         return replace(self, widths=tuple(int(w) for w in widths))
@@ -28,8 +28,8 @@ class NetSpec:
 
 ARCHS = {
     "mlp": lambda s: MLP(s.input_shape, s.widths, s.num_classes, s.activation),
-    "vgg": lambda s: vgg.VGG(s.input_shape, s.widths, s.num_classes),
-    "resnet18": lambda s: resnet.ResNet18(s.input_shape, s.widths, s.num_classes),
+    "vgg": lambda s: vgg.VGG(s.input_shape, s.widths, s.num_classes, s.activation),
+    "resnet18": lambda s: resnet.ResNet18(s.input_shape, s.widths, s.num_classes, s.activation),
 }
 
 

@@ -6,6 +6,7 @@ global average pool, so (last conv, classifier) is a growable pair too.
 
 from torch import nn
 
+from methods.nets.activations import ACTIVATIONS
 from methods.nets.growable import GrowablePair
 
 # VGG-11 (Simonyan & Zisserman 2015, config "A") as used on CIFAR: convs per stage and their widths.
@@ -14,7 +15,8 @@ STANDARD_WIDTHS = (64, 128, 256, 256, 512, 512, 512, 512)
 
 
 class VGG(nn.Module):
-    def __init__(self, input_shape: tuple[int, ...], widths: tuple[int, ...], num_classes: int):
+    def __init__(self, input_shape: tuple[int, ...], widths: tuple[int, ...], num_classes: int,
+                 activation: str = "relu"):
         super().__init__()
         if len(widths) != sum(STAGES):
             raise ValueError(f"vgg takes {sum(STAGES)} widths, got {len(widths)}")
@@ -32,6 +34,8 @@ class VGG(nn.Module):
         self.pool_after = tuple(pool_after)
         self.pool = nn.MaxPool2d(2)
         self.classifier = nn.Linear(in_ch, num_classes)
+        self.act = ACTIVATIONS[activation]()
+        self.activation = activation
 
     @property
     def input_layer(self) -> nn.Module:  # its input is the data itself, whatever the weights
@@ -43,14 +47,14 @@ class VGG(nn.Module):
 
     def growable_pairs(self) -> list[GrowablePair]:
         nxt = [*self.convs[1:], self.classifier]
-        return [GrowablePair(f"conv.{i}", self.convs[i], nxt[i], (self.bns[i],), "relu")
+        return [GrowablePair(f"conv.{i}", self.convs[i], nxt[i], (self.bns[i],), self.activation)
                 for i in range(len(self.convs))]
 
     def forward(self, x):  # x: (N, C, H, W)
         i = 0
         for stage, n_convs in enumerate(STAGES):
             for _ in range(n_convs):
-                x = self.bns[i](self.convs[i](x)).relu()
+                x = self.act(self.bns[i](self.convs[i](x)))
                 i += 1
             if self.pool_after[stage]:
                 x = self.pool(x)

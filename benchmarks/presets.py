@@ -1,0 +1,191 @@
+"""What a sweep runs: named presets, or a grid of methods x datasets x seeds at `run`'s defaults.
+
+A preset is written in `python -m benchmarks run` flags: flags shared by every run, and per method the
+settings (flag lists) it runs at. Every method x setting x seed becomes a RunConfig built exactly as
+`run` builds it, so any run of a sweep can be redone by hand with the same flags.
+
+`fs` has no settings of its own: it retrains the final structure of each `tiny` run of the sweep, so
+its runs can only be written once those have finished (sweep.py resolves them).
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+from benchmarks import ROOT
+from benchmarks.config import RunConfig
+from benchmarks.errors import UserError
+from benchmarks.metrics import count_macs
+from datasets import dataset_names
+from datasets.npz import PREFIX
+from methods import ALIASES, METHODS, make_method
+from methods.nets import NetSpec, build_network, parse_widths
+
+FROM_TINY = ()                     # the settings of `fs`: one run per finished `tiny` run of the sweep
+GROWN = ("tiny", "gradmax", "random")
+CIFAR10_SUBSET = "npz:../shared/data/cifar10-jpeg-10k.npz"   # relative to the repository root (README)
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    seeds: tuple[int, ...]
+    common: tuple[str, ...]                             # `run` flags of every run
+    settings: dict[str, tuple[tuple[str, ...], ...]]    # method -> its settings, each a tuple of `run` flags
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sweep: `runs` in launch order (seed-major, so a half-done sweep has whole seeds), then one `fs` run
+    per config of `fs_from` (tiny runs) once that has finished."""
+
+    runs: tuple[RunConfig, ...]
+    fs_from: tuple[RunConfig, ...] = ()
+    description: str = ""
+
+
+def run_config(flags, out: str) -> RunConfig:
+    """The RunConfig `python -m benchmarks run FLAGS --out OUT` would run (OUT matters to fs --from-run)."""
+    from benchmarks.cli import build_parser, config_from_args
+
+    return config_from_args(build_parser().parse_args(["run", *flags, "--out", out]))[0]
+
+
+def macs_of(arch: str, widths: str, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """Inference MACs per sample of `arch` at `widths` (`run --widths` syntax): the growth budgets."""
+    return count_macs(build_network(NetSpec(arch, parse_widths(widths, arch), input_shape, num_classes)), input_shape)
+
+
+def ladder(description: str, seeds: tuple[int, ...], common: tuple[str, ...], arch: str, start: str,
+           widths: tuple[str, ...], input_shape: tuple[int, ...], num_classes: int,
+           growth: tuple[str, ...] = ()) -> Preset:
+    """The benchmark's shape: `fixed` at each of `widths` (smallest first); tiny, gradmax and random grown
+    from `start` up to the MACs of each of those (`max_macs`), so that every growth point has a fixed
+    network of the same inference cost; fs from every tiny run; structured `prune` from the largest of
+    `widths` down to each smaller one (widths scale uniformly, so sparsity = 1 - smaller / largest)."""
+    budgets = [macs_of(arch, w, input_shape, num_classes) for w in widths]
+    grown = tuple(("--widths", start, "-o", f"max_macs={m}", *growth) for m in budgets)
+    prune = tuple(("--widths", widths[-1], "-o", "structured=true",
+                   "-o", f"sparsity={float(1 - scale(w) / scale(widths[-1]))}") for w in widths[:-1])
+    return Preset(description, seeds, ("--arch", arch, *common), {
+        "fixed": tuple(("--widths", w) for w in widths), **{m: grown for m in GROWN}, "fs": FROM_TINY,
+        "prune": prune})
+
+
+def scale(widths: str) -> Fraction:
+    """'1/8' -> 1/8, '16,16' -> 16: the size of `--widths` (a ladder's widths all scale alike)."""
+    return Fraction(widths) if "/" in widths else Fraction(int(widths.split(",")[0]))
+
+
+def smoke() -> Preset:
+    return ladder("CI-sized: every method on the 4-class synthetic task, MLP, 3 epochs, 2 seeds (CPU, minutes)",
+                  (0, 1), ("--dataset", "synthetic", "--epochs", "3", "--batch-size", "32"), "mlp", "1,1",
+                  ("4,4", "16,16"), (1, 4, 4), 4, growth=("-o", "min_samples=256", "-o", "grow_every=0.25"))
+
+
+def paper_mnist() -> Preset:
+    # 87 runs, 45 of them growth runs: 1-6 min each on 2 shared cores, fixed/fs/prune under 30 s
+    return ladder("MNIST, MLP with 2 hidden layers, 10 epochs, 3 seeds (CPU: 1-3 h on 2 cores)",
+                  (0, 1, 2), ("--dataset", "mnist", "--epochs", "10"), "mlp", "1,1",
+                  ("8,8", "16,16", "32,32", "64,64", "128,128"), (1, 28, 28), 10)
+
+
+def paper_cifar(dataset: str, num_classes: int) -> Preset:
+    # The paper's ResNet-18 setting: growth from 1/64 of the standard widths; `run`'s CIFAR training
+    # defaults (30 epochs, batch 256, SGD lr 0.05 cosine, crop + flip augmentation).
+    return ladder(f"{dataset.upper()}, ResNet-18 from 1/64 of its widths, 30 epochs, 3 seeds (GPU)",
+                  (0, 1, 2), ("--dataset", dataset), "resnet18", "1/64",
+                  ("1/32", "1/16", "1/8", "1/4", "1/2", "1/1"), (3, 32, 32), num_classes)
+
+
+def cifar10_subset() -> Preset:
+    # fixed VGG at 1/8 width: ~30 s per epoch on 2 busy CPU cores
+    return ladder("CIFAR-10 (JPEG subset, 10k train images, ../shared/data), VGG from 1/64 of its widths, "
+                  "10 epochs, 3 seeds (CPU: hours)", (0, 1, 2), ("--dataset", CIFAR10_SUBSET, "--epochs", "10"),
+                  "vgg", "1/64", ("1/32", "1/16", "1/8"), (3, 32, 32), 10)
+
+
+PRESETS = {
+    "smoke": smoke,
+    "paper-mnist": paper_mnist,
+    "paper-cifar10": lambda: paper_cifar("cifar10", 10),
+    "paper-cifar100": lambda: paper_cifar("cifar100", 100),
+    "cifar10-subset": cifar10_subset,
+}
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0-4' -> 0..4, '0,3,7', '0-2,9'."""
+    seeds = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            seeds += range(int(lo), int(hi) + 1) if sep else [int(lo)]
+        except ValueError:
+            raise UserError(f"bad --seeds '{text}'; use e.g. 0-4 or 0,1,2") from None
+    if not seeds:
+        raise UserError(f"--seeds '{text}' names no seed")
+    return tuple(dict.fromkeys(seeds))
+
+
+def check_methods(names) -> None:
+    """All of `names` registered, or one line naming every one that is not (presets name methods that
+    land later: this says which are missing before anything runs)."""
+    unknown = [n for n in names if n not in METHODS and n not in ALIASES]
+    if unknown:
+        valid = ", ".join([*METHODS, *(f"{a} (= {c})" for a, c in ALIASES.items())])
+        raise UserError(f"unknown method{'s' * (len(unknown) > 1)} {', '.join(unknown)}; registered: {valid} "
+                        "(pick some with --methods)")
+
+
+def check_datasets(names) -> None:
+    for name in names:
+        path = name.removeprefix(PREFIX)
+        if name.startswith(PREFIX) and not os.path.isfile(path):
+            raise UserError(f"dataset file not found: {path} (relative paths start at {os.getcwd()}; "
+                            f"presets expect to run from the repository root, {ROOT})")
+        if not name.startswith(PREFIX) and name not in dataset_names():
+            raise UserError(f"unknown dataset '{name}'; choose from: {', '.join(dataset_names())}")
+
+
+def select(chosen: tuple[str, ...] | None, available, what: str, preset: str) -> list[str]:
+    if chosen is None:
+        return list(available)
+    missing = [c for c in chosen if c not in available]
+    if missing:
+        raise UserError(f"preset '{preset}' has no {what} {', '.join(missing)}; it has: {', '.join(available)}")
+    return list(chosen)
+
+
+def plan(out: str, preset: str | None = None, methods: tuple[str, ...] | None = None,
+         datasets: tuple[str, ...] | None = None, seeds: tuple[int, ...] | None = None) -> Plan:
+    """A preset (narrowed by methods/datasets, seeds replaced), or the grid methods x datasets x seeds."""
+    if methods:
+        check_methods(methods)
+        methods = tuple(ALIASES.get(m, m) for m in methods)
+    if preset is None:
+        if not (methods and datasets):
+            raise UserError("give --preset NAME, or --methods and --datasets (e.g. --methods fixed,tiny "
+                            f"--datasets mnist); presets: {', '.join(PRESETS)}")
+        check_datasets(datasets)
+        order = [(s, m, ("--dataset", d)) for s in seeds or (0,) for d in datasets for m in methods if m != "fs"]
+        description = f"{', '.join(methods)} on {', '.join(datasets)} at `run`'s defaults"
+    else:
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset '{preset}'; choose from: {', '.join(PRESETS)}")
+        p = PRESETS[preset]()
+        description = f"{preset}: {p.description}"
+        methods = select(methods, p.settings, "method", preset)
+        check_methods(methods)
+        dataset = p.common[p.common.index("--dataset") + 1]   # one dataset per preset
+        select(datasets, [dataset], "dataset", preset)
+        check_datasets([dataset])
+        order = [(s, m, (*p.common, *flags)) for s in seeds or p.seeds for m in methods for flags in p.settings[m]]
+    runs = tuple(run_config([*flags, "--method", m, "--seed", str(s)], out) for s, m, flags in order)
+    for method, options in {(c.method, json.dumps(c.options, sort_keys=True)) for c in runs}:
+        make_method(method, **json.loads(options))   # a bad option fails here, before any run
+    fs_from = tuple(c for c in runs if c.method == "tiny") if "fs" in methods else ()
+    if "fs" in methods and not fs_from:
+        raise UserError("fs retrains the final structures of the sweep's tiny runs: add tiny to --methods")
+    return Plan(runs, fs_from, description)
