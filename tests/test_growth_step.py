@@ -403,6 +403,14 @@ def test_proposals_of_pairs_sharing_a_layer_apply_in_sequence(order):
         out = model(x)
         with trial(then, 0.0):
             torch.testing.assert_close(model(x), out, rtol=0, atol=1e-6)
+    W1_before = model.layers[1].weight.detach().clone()
     apply(then, 0.5)
     assert model.widths == (7, 6)
-    assert torch.isfinite(model(x)).all()
+    # layers[1] is (hidden 2 rows, hidden 1 columns): rows 4-5 are hidden.1's new units, columns 5-6
+    # hidden.0's; the new units of one pair do not read those of the other, and the zero padding sits
+    # at the end (the old units keep their indices).
+    W1 = model.layers[1].weight.detach()
+    assert W1[4:, 5:].abs().max() == 0
+    torch.testing.assert_close(W1[4:, :5], 0.5 * props[1].fan_in[:, :5])
+    if order == (0, 1):   # hidden.1 grew last: the old rows of layers[1] are as hidden.0 left them
+        torch.testing.assert_close(W1[:4], W1_before[:4])

@@ -52,6 +52,13 @@ def test_tiny_budget_caps_the_widths(tmp_path):
     assert max(summary["widths"]) <= 3
 
 
+def test_tiny_mac_budget_holds_when_several_pairs_grow_in_one_step(tmp_path):
+    """Both pairs may grow in the same step; the second one only gets what the first one left (this
+    setting ended at 50 MACs when each pair was capped by the budget left before the step)."""
+    summary, _ = tiny_run(tmp_path, max_macs=38, significance=0.0)
+    assert summary["macs"] <= 38
+
+
 @pytest.mark.parametrize("arch,widths,fan_out", [("vgg", (2, 2, 2, 2, 2, 2, 2, 2), "centre"),
                                                  ("vgg", (2, 2, 2, 2, 2, 2, 2, 2), "full")])
 def test_tiny_grows_convolutions(tmp_path, arch, widths, fan_out):

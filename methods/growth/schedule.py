@@ -178,6 +178,11 @@ class GrowthRun:
         # Best first, each with its own line search from the loss the previous one left; a pair that
         # shares a layer with one grown before it gets its proposal zero-padded (step.apply).
         for prop in sorted(proposals, key=lambda q: -q.score)[:cfg.grow_pairs or None]:
+            if cfg.max_macs:   # the budget left after the pairs grown before this one in the step
+                budget = (cfg.max_macs - self.trainer.macs()) // gstats.macs_per_unit(prop.pair, self.positions)
+                if budget < 1:
+                    continue
+                prop = prop.first_units(budget)
             layers = {prop.pair.first, prop.pair.second}
             event = self._grow_pair(prop, xl, yl, loss, macs, common)
             if event["added"]:

@@ -81,7 +81,10 @@ def on_second_input(pair: GrowablePair, p2: torch.Tensor, second_in: torch.Tenso
     if isinstance(pair.second, nn.Linear):
         return p2.mean((2, 3))
     if p2.shape[2:] != second_in.shape[2:]:   # a pooling between the layers
-        p2 = F.adaptive_avg_pool2d(p2, second_in.shape[2:])
+        if all(a // 2 == b for a, b in zip(p2.shape[2:], second_in.shape[2:], strict=True)):
+            p2 = F.avg_pool2d(p2, 2)   # the windows of our nets' 2x2 max-pools (floor mode, odd sizes too)
+        else:
+            p2 = F.adaptive_avg_pool2d(p2, second_in.shape[2:])
     return p2
 
 
@@ -116,9 +119,12 @@ def full_fan_out_sums(conv: nn.Conv2d, b2: torch.Tensor, b1: torch.Tensor, g: to
     d2, k = b2.shape[1], conv.kernel_size
     m2 = torch.nn.grad.conv2d_weight(b2, (g.shape[1], d2, *k), g, *args)           # (C_out, d2, kh, kw)
     c = torch.nn.grad.conv2d_weight(b2, (b1.shape[1], d2, *k), b1, *args)          # (d1, d2, kh, kw)
-    # Each input position is read by as many (output position, offset) pairs as this count says.
-    ones = b2.new_ones(1, 1, *b1.shape[2:])
-    count = F.conv_transpose2d(ones, b2.new_ones(1, 1, *k), None, *args[:2], 0, 1, args[2])
+    # Each input position is read by as many (output position, offset) pairs as this count says: the
+    # transposed conv of ones, uncropped (its padding argument would cut positions that are read).
+    stride, padding, dilation = args
+    count = F.conv_transpose2d(b2.new_ones(1, 1, *b1.shape[2:]), b2.new_ones(1, 1, *k), None, stride,
+                               0, 0, 1, dilation)
+    count = count[..., padding[0]:padding[0] + b2.shape[2], padding[1]:padding[1] + b2.shape[3]]
     count = F.pad(count, (0, b2.shape[3] - count.shape[3], 0, b2.shape[2] - count.shape[2]))
     w = rows(b2 * count.sqrt())
     return {"S2": (w.T @ w).double(), "M2": m2.permute(1, 0, 2, 3).reshape(d2, -1).double(),

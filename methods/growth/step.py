@@ -8,7 +8,7 @@ existing weights moved by γ²·ΔW* (when the method has a ΔW*).
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,13 @@ class Proposal:
     @property
     def k(self) -> int:
         return self.fan_in.shape[0]
+
+    def first_units(self, k: int) -> "Proposal":
+        """The first k units only (choosers order them best first); ΔW* and the scores are kept."""
+        if k >= self.k:
+            return self
+        bias = None if self.fan_in_bias is None else self.fan_in_bias[:k]
+        return replace(self, fan_in=self.fan_in[:k], fan_out=self.fan_out[:, :k], fan_in_bias=bias)
 
 
 @torch.no_grad()
