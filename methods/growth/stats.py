@@ -186,7 +186,10 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
                 add(("in", m), b1[m], {("S", m): b1[m], ("M", m): g[m]})
             for p in pairs if full else []:
                 m = p.second
-                p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
+                if p.first in b1_img:   # first is another pair's second: its patches are already built
+                    p2 = b1_img[p.first]
+                else:
+                    p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
                 grid = on_second_input(p, p2, inputs[m])
                 if fan_out == "full" and isinstance(m, nn.Conv2d):
                     s2_key[p.name] = ("S2", p.name)
