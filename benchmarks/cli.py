@@ -184,9 +184,11 @@ def names(text: str) -> tuple[str, ...]:
 
 
 def add_sweep_parser(sub) -> None:
+    from benchmarks.presets import PRESETS
+
     p = sub.add_parser("sweep", help="run every method x setting x seed of a preset or of a grid; finished runs "
                                      "are skipped, a failed run is recorded and the others go on")
-    p.add_argument("--preset", help="smoke | paper-mnist | paper-cifar10 | paper-cifar100 | cifar10-subset")
+    p.add_argument("--preset", help=" | ".join(PRESETS))
     p.add_argument("--methods", type=names, help="comma-separated; with --preset, only these of its methods")
     p.add_argument("--datasets", type=names, help="comma-separated; with --preset, only these of its datasets")
     p.add_argument("--seeds", help="e.g. 0-4 or 0,2,5 (default: the preset's; without one, 0)")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
-from methods.growth.step import Proposal, apply, line_search, mean_loss, trial
+from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, trial
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network
 from methods.tiny import TinyChooser, split_bias
@@ -177,6 +177,45 @@ def test_trial_restores_cnn_with_batchnorm(arch, pair_index):
     assert_same(model, snap)
     with torch.no_grad():
         assert torch.equal(model(x), out0)
+
+
+@pytest.mark.parametrize("arch,pair_index", [("vgg", 3), ("resnet18", 2)])
+@pytest.mark.parametrize("match", [True, False])
+def test_new_batchnorm_units_pass_through_in_train_mode(arch, pair_index, match):
+    """After match_new_norms on x, the new units' BatchNorm outputs equal their inputs in train mode on x
+    (batch statistics) as in eval mode, and the old units are untouched; the identity start of
+    add_units alone standardises them in train mode (the `match=False` case shows the test can fail)."""
+    torch.manual_seed(0)
+    widths = (3, 4, 5, 4, 3, 4, 5, 4) if arch == "vgg" else (2, 3, 2, 3, 2, 2, 2, 2)
+    model = build_network(NetSpec(arch, widths, (3, 8, 8), 10)).to(DT)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 3, 8, 8, generator=gen, dtype=DT)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    pair = model.growable_pairs()[pair_index]
+    bn = pair.between[0]
+    old = {name: t.clone() for name, t in [*bn.named_parameters(), *bn.named_buffers()] if t.dim() == 1}
+    p = _conv_proposal(pair, 2, gen)
+    apply(p, 0.1)
+    if match:
+        match_new_norms(model, pair, 2, x)
+    for name, t in old.items():   # the old units' entries are untouched
+        assert torch.equal(getattr(bn, name)[:-2], t)
+    seen = []
+    hook = bn.register_forward_hook(lambda m, args, out: seen.append((args[0][:, -2:], out[:, -2:])))
+    for mode in (model.eval, model.train):
+        mode()
+        with torch.no_grad():
+            model(x)
+    hook.remove()
+    (a_eval, out_eval), (a_train, out_train) = seen
+    assert float(a_eval.abs().max()) > 1e-3                          # the new units are not silent
+    torch.testing.assert_close(out_eval, a_eval, rtol=1e-4, atol=1e-6)   # eval: identity either way
+    if match:
+        torch.testing.assert_close(out_train, a_train, rtol=1e-4, atol=1e-6)
+    else:
+        assert float((out_train - a_train).abs().max()) > 0.1
 
 
 # ----------------------------------------------------------------------------- first-order prediction

@@ -54,13 +54,22 @@ def test_parse_seeds():
 
 
 def test_presets_name_every_method():
-    assert set(PRESETS) == {"smoke", "paper-mnist", "paper-cifar10", "paper-cifar100", "cifar10-subset"}
+    assert set(PRESETS) == {"smoke", "paper-mnist", "paper-cifar10", "paper-cifar100", "paper-cifar10-from-quarter",
+                            "paper-cifar100-from-quarter", "cifar10-subset", "resnet18-subset"}
     smoke, mnist = PRESETS["smoke"](), PRESETS["paper-mnist"]()
     assert set(smoke.settings) == set(mnist.settings) == ALL_METHODS
     assert mnist.seeds == (0, 1, 2) and "mnist" in mnist.common
     # growth budgets are the fixed widths' MACs: mlp 784 -> 8 -> 8 -> 10 = 6272 + 64 + 80
     assert ("--widths", "1,1", "-o", "max_macs=6416") in mnist.settings["tiny"]
     assert ("--widths", "128,128", "-o", "structured=true", "-o", "sparsity=0.9375") in mnist.settings["prune"]
+    # the paper's two ResNet-18 starts; the fixed ladder is above the start
+    quarter = PRESETS["paper-cifar10-from-quarter"]()
+    assert quarter.settings["fixed"] == (("--widths", "1/2"), ("--widths", "1/1"))
+    assert all(s[:2] == ("--widths", "1/4") for s in quarter.settings["tiny"])
+    assert PRESETS["paper-cifar100"]().settings["tiny"][0][:2] == ("--widths", "1/64")
+    # the CPU ResNet preset: the same 1/64 network fixed and grown, nothing else
+    cpu = PRESETS["resnet18-subset"]()
+    assert set(cpu.settings) == {"fixed", "tiny"} and cpu.settings["fixed"] == (("--widths", "1/64"),)
 
 
 def test_unknown_names_fail_before_anything_runs(tmp_path, capsys, monkeypatch):

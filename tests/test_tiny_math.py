@@ -21,8 +21,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from methods.growth.noise import rmt_level
 from methods.growth.stats import PairStats, collect
-from methods.growth.tiny_solve import best_move, noise_level, solve
+from methods.growth.tiny_solve import best_move, solve
 from methods.nets import NetSpec, build_network
 from methods.nets.mlp import MLP
 
@@ -377,7 +378,7 @@ def test_significance_pure_noise_keeps_few_neurons():
         y = torch.randint(0, 10, (300,), generator=gen)
         s = collect(model, model.growable_pairs(), x, y)[0]["hidden.0"]
         sol = solve(s, max_neurons=9)
-        assert sol.threshold == pytest.approx(noise_level(sol.bottleneck, 300, 201, 10))
+        assert sol.threshold == pytest.approx(rmt_level(sol.bottleneck, 300, 201, 10))
         assert 0.85 < float(sol.lambdas[0]) / sol.threshold < 1.15, "noise level estimate is off"
         assert sol.k <= 2
         assert solve(s, max_neurons=9, significance=1.5).k == 0

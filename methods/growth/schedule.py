@@ -12,7 +12,8 @@ import torch
 
 from benchmarks.errors import UserError
 from methods.growth import stats as gstats
-from methods.growth.step import Proposal, apply, line_search, mean_loss
+from methods.growth.noise import merge_halves
+from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss
 from methods.growth.tiny_solve import best_move
 from methods.interface import Result, Task
 from methods.nets import GrowablePair, build_network
@@ -32,7 +33,7 @@ class GrowthConfig:
     significance: float = 1.0         # a singular value must exceed this multiple of the noise level
     samples_per_dim2: float = 0.125   # sample-size rule: N = this * d² / positions (d = fan-in size)
     min_samples: int = 1024           # clip of the sample-size rule
-    max_samples: int = 8192
+    max_samples: int = 4096
     line_search_samples: int = 2048   # training samples the line search measures the loss on
     conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
     after_stats: bool = True          # bottlenecks after growing, on the line-search samples
@@ -76,7 +77,7 @@ class GrowthRun:
         # One fixed order of training samples for the statistics: the input layer's E[b bᵀ] then does
         # not change between growth steps and is computed once per sample size.
         self.stat_order = torch.randperm(len(task.data.y_train), generator=self.gen).to(task.data.y_train.device)
-        self.input_S = {}    # sample size -> E[b bᵀ] of the input layer
+        self.input_S = {}    # (lo, hi) -> E[b bᵀ] of the input layer on stat_order[lo:hi]
         self.idle = 0                 # growth steps in a row that added nothing
         self.growth_flops = 0.0
         self.events = 0
@@ -116,14 +117,23 @@ class GrowthRun:
 
     def _stats(self, pairs, x, y, full: bool = True) -> dict:
         """Statistics on (x, y); when x is the first n samples of the fixed order, the input layer's
-        S2 is reused across steps."""
+        S2 is reused across steps. With conv pairs, collected on two halves of the images for the
+        significance threshold (noise.py): the same FLOPs, one more small SVD per pair."""
         layer, n = self.model.input_layer, len(y)
-        fixed = {layer: self.input_S[n]} if full and n in self.input_S else {}
-        st, flops, seconds = gstats.collect(self.model, pairs, x, y, full=full, fixed_S=fixed,
-                                            fan_out=self.cfg.conv_fan_out)
+        halves = full and n > 1 and any(self.positions[p.second] > 1 for p in pairs)
+        cuts = [0, n // 2, n] if halves else [0, n]
         first = next((p for p in pairs if p.first is layer), None)
-        if full and first is not None:
-            self.input_S[n] = st[first.name].S2
+        parts, flops, seconds = [], 0.0, 0.0
+        for lo, hi in zip(cuts, cuts[1:], strict=False):
+            key = (lo, hi)   # the input layer's S2 on x[lo:hi] of the fixed order
+            fixed = {layer: self.input_S[key]} if full and key in self.input_S else {}
+            st, f, s = gstats.collect(self.model, pairs, x[lo:hi], y[lo:hi], full=full, fixed_S=fixed,
+                                      fan_out=self.cfg.conv_fan_out)
+            if full and first is not None:
+                self.input_S[key] = st[first.name].S2
+            parts.append(st)
+            flops, seconds = flops + f, seconds + s
+        st = parts[0] if not halves else {name: merge_halves(a, parts[1][name]) for name, a in parts[0].items()}
         # + the forward pass and the activation-gradient backward pass (~1 forward: no weight gradients)
         flops += 2 * 2 * self.trainer.macs() * n
         self.growth_flops += flops
@@ -205,6 +215,7 @@ class GrowthRun:
         self.growth_flops += 2 * macs * len(yl) * len(tried)
         if gamma > 0:
             apply(prop, gamma, self.trainer.optimizer)
+            match_new_norms(self.model, prop.pair, prop.k, xl)
             self.events += 1
         return {"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "layer": prop.pair.name,
                 "added": prop.k if gamma > 0 else 0, "gamma": gamma, "predicted_decrease": gamma ** 2 * prop.predicted,

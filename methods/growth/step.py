@@ -60,6 +60,48 @@ def apply(p: Proposal, gamma: float, optimizer=None) -> None:
     add_units(p.pair, gamma * fan_in, gamma * fan_out, bias, optimizer)
 
 
+@torch.no_grad()
+def match_new_norms(model: nn.Module, pair: GrowablePair, k: int, x: torch.Tensor) -> None:
+    """Set the BatchNorm entries of the k newest units of `pair` so that train mode, too, passes them
+    through unchanged on the batch x.
+
+    add_units starts them as the identity (weight 1, bias 0, running mean 0, var 1), which is what
+    eval mode (the statistics, the line search) sees; train mode would standardise them by their batch
+    statistics instead, rescaling a unit grown at a small γ to unit variance at the next SGD step.
+    With the batch mean m and variance v of their inputs in train mode on x: weight √(v+ε), bias m,
+    running mean m, running var v. Train mode on x then computes √(v+ε)(a−m)/√(v+ε) + m = a, and eval
+    mode √(v+ε)(a−m)/√(v+ε) + m = a for any a. Units that read nothing yet (zero fan-in, GradMax:
+    v = 0) keep the identity: their scale comes from training."""
+    if not pair.between or k == 0:
+        return
+    moments = {}
+
+    def hook(bn, args, out):
+        a = args[0][:, -k:]                                       # (n, k[, H, W])
+        dims = [0, *range(2, a.dim())]
+        moments[bn] = (a.mean(dims), a.var(dims, unbiased=False))
+
+    handles = [bn.register_forward_hook(hook) for bn in pair.between]
+    buffers = [(b, b.clone()) for b in model.buffers()]   # a train-mode pass moves running statistics
+    was_training = model.training
+    model.train()
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for b, saved in buffers:
+            b.copy_(saved)
+        model.train(was_training)
+    for bn, (mean, var) in moments.items():
+        live = var > 0
+        new = slice(bn.num_features - k, None)
+        bn.running_mean[new] = torch.where(live, mean, bn.running_mean[new])
+        bn.running_var[new] = torch.where(live, var, bn.running_var[new])
+        bn.weight.data[new] = torch.where(live, (var + bn.eps).sqrt(), bn.weight.data[new])
+        bn.bias.data[new] = torch.where(live, mean, bn.bias.data[new])
+
+
 def _pad_to(t: torch.Tensor, shape) -> torch.Tensor:
     """t padded with zeros at the end of every dimension up to `shape`."""
     if t.shape == shape:

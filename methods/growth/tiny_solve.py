@@ -15,11 +15,11 @@ d³/3 + d³/3 FLOPs instead of ~9d³ (d = 4608 for ResNet-18's last block: under
 touches directions where they vanish.
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from methods.growth.noise import SVD_MAX_DIM, rmt_level, split_level
 from methods.growth.stats import PairStats
 
 # σ'(0) of each activation, the slope the linearisation uses. ReLU: the right derivative.
@@ -43,7 +43,6 @@ class PairSolution:
 
 
 EIGH_MAX_DIM = 1024   # above this size, whiten with a Cholesky factor instead of an eigendecomposition
-SVD_MAX_DIM = 1024    # above this smaller side, only the top singular values (randomised SVD)
 
 
 def whitener(S: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
@@ -64,24 +63,23 @@ def whitener(S: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
         ridge *= 100
 
 
-def noise_level(bottleneck: float, n: int, d2: int, dout: int) -> float:
-    """Largest singular value that S2^{-1/2} N would show from sampling noise alone.
-
-    Whitened b2 (d2 dims, unit variance) independent of v_proj (dout dims, total variance = the
-    bottleneck): the estimate of E[b̃ v_projᵀ] from n samples is a d2×dout matrix of i.i.d.-like entries
-    of variance bottleneck/(dout·n), whose top singular value is ≈ std·(√d2 + √dout) (random matrix
-    theory, the Bai-Yin edge: the talk's "random matrix theory to estimate eigenvalue significance").
-    """
-    return math.sqrt(max(bottleneck, 0.0) / (dout * n)) * (math.sqrt(d2) + math.sqrt(dout))
-
-
 def best_move(st: PairStats, rel_eps: float = 1e-6) -> tuple[torch.Tensor, float, float]:
-    """(S1⁺ M1, FO_W, bottleneck): the part every growth method records, without the SVD."""
-    M1 = st.M1.double()
-    W1 = whitener(st.S1, rel_eps)
-    S1_pinv_M1 = W1.T @ (W1 @ M1)                          # (d1, dout)
-    fo_w = float((M1 * S1_pinv_M1).sum())                  # tr(M1ᵀ S1⁺ M1)
-    return S1_pinv_M1, fo_w, st.gsq - fo_w
+    """(S1⁺ M1, FO_W, bottleneck): the part every growth method records, without the SVD. Computed
+    once per statistics and rel_eps (kept on st)."""
+    if st.move is None or st.move[0] != rel_eps:
+        M1 = st.M1.double()
+        W1 = whitener(st.S1, rel_eps)
+        S1_pinv_M1 = W1.T @ (W1 @ M1)                      # (d1, dout)
+        fo_w = float((M1 * S1_pinv_M1).sum())              # tr(M1ᵀ S1⁺ M1)
+        st.move = (rel_eps, (S1_pinv_M1, fo_w, st.gsq - fo_w))
+    return st.move[1]
+
+
+def project(M2: torch.Tensor, C: torch.Tensor, S1_pinv_M1: torch.Tensor) -> torch.Tensor:
+    """N = −M2 + C S1⁺ M1 (d2, dout): E[b2 v_projᵀ], the part of −E[b2 gᵀ] that ΔW* cannot take."""
+    if C.dim() == 3:   # full conv fan-out: C[e] per kernel offset, N[:, c·kh·kw + e] (stats.full_fan_out_sums)
+        return -M2 + torch.einsum("ebd,dc->bce", C, S1_pinv_M1).reshape(M2.shape)
+    return -M2 + C @ S1_pinv_M1
 
 
 def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: float = 1e-6,
@@ -93,10 +91,7 @@ def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: f
     S2, M2, C = (t.double() for t in (st.S2, st.M2, st.C))
     S1_pinv_M1, fo_w, bottleneck = best_move(st, rel_eps)
     dW = -S1_pinv_M1.T                              # (dout, d1)
-    if C.dim() == 3:   # full conv fan-out: C[e] per kernel offset, N[:, c·kh·kw + e] (stats.full_fan_out_sums)
-        N = -M2 + torch.einsum("ebd,dc->bce", C, S1_pinv_M1).reshape(M2.shape)
-    else:
-        N = -M2 + C @ S1_pinv_M1                    # (d2, dout)
+    N = project(M2, C, S1_pinv_M1)                  # (d2, dout)
     if W2 is None:
         W2 = whitener(S2, rel_eps)                  # (d2, d2)
     X = W2 @ N                                      # (d2, dout), singular values λ
@@ -105,7 +100,11 @@ def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: f
         Vh = V.T
     else:
         U, lam, Vh = torch.linalg.svd(X, full_matrices=False)
-    threshold = significance * noise_level(bottleneck, st.n, S2.shape[0], M2.shape[1])
+    if st.half_diff is None:   # independent rows (noise.py)
+        noise = rmt_level(bottleneck, st.n, S2.shape[0], M2.shape[1])
+    else:                      # conv rows, correlated within an image: measured on two halves
+        noise = split_level(W2, project(*(t.double() for t in st.half_diff), S1_pinv_M1))
+    threshold = significance * noise
     k = int(min(max_neurons, int((lam > threshold).sum())))
     root = lam[:k].sqrt()
     alpha = (W2.T @ U[:, :k] * root).T              # (K, d2)
