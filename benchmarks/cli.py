@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmarks run|list|sweep|report|one-step|perf`. Bad input is one line on stderr
+"""Command line: `python -m benchmarks run|list|sweep|report|one-step|perf|claims`. Bad input is one line on stderr
 and exit code 2."""
 
 import argparse
@@ -64,7 +64,26 @@ def build_parser() -> Parser:
     perf.add_argument("--json", metavar="PATH", help="also write the measurements here")
     perf.add_argument("--repeats", type=positive_int, default=3, help="timed calls per case (median)")
     perf.add_argument("--quick", action="store_true", help="every case tiny (a smoke test, not a measurement)")
+    claims = sub.add_parser("claims", help="the talk's claims measured at CPU scale, as a markdown table "
+                                           "(benchmarks/claims.py; minutes on 2 cores)")
+    claims.add_argument("--only", type=claim_ids, default=claim_ids("1-8"), help="e.g. 1,5 or 2-4 (default: all 8)")
+    claims.add_argument("--seed", type=int, default=0, help="first seed (claims on several seeds count up from it)")
+    claims.add_argument("--out", help="folder of the run records (default: a temporary folder, removed)")
     return parser
+
+
+def claim_ids(text: str) -> list[int]:
+    """'1,5' or '2-4' -> claim numbers in 1..8."""
+    ids = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            ids += range(int(lo), int(hi) + 1) if sep else [int(lo)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected claim numbers like 1,5 or 2-4, got '{text}'") from None
+    if not ids or not all(1 <= i <= 8 for i in ids):
+        raise argparse.ArgumentTypeError(f"claims are numbered 1 to 8, got '{text}'")
+    return list(dict.fromkeys(ids))
 
 
 def add_wandb_arguments(parser) -> None:
@@ -251,11 +270,17 @@ def cmd_perf(args) -> None:
     print(perf.main(args.repeats, args.quick, args.json))
 
 
+def cmd_claims(args) -> None:
+    from benchmarks import claims
+
+    print(claims.main(args.only, args.seed, args.out))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "sweep": cmd_sweep, "report": cmd_report,
-                    "one-step": cmd_one_step, "perf": cmd_perf}
+                    "one-step": cmd_one_step, "perf": cmd_perf, "claims": cmd_claims}
         return commands[args.command](args) or 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -74,7 +74,7 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
             "train_accuracy": result.metrics.get("train_accuracy"),
             "test_loss": result.metrics.get("test_loss"), "train_loss": result.metrics.get("train_loss"),
             "epochs": config.train.epochs, "n_train": len(data.y_train),
-            "wall_clock_s": wall,
+            "wall_clock_s": wall, "cpu_s": clock.cpu_total(),
             **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
             "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
             "git_commit": git_commit(), "run_id": record.id, "status": "finished", **result.extra,

@@ -56,12 +56,14 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 class Clock:
-    """Wall-clock split into named sections (train / growth / eval), CUDA-synchronised at the edges."""
+    """Wall-clock split into named sections (train / growth / eval), CUDA-synchronised at the edges; and
+    the process's CPU time, which other processes on a shared machine do not inflate."""
 
     def __init__(self, device: torch.device):
         self.sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
         self.seconds: dict[str, float] = defaultdict(float)
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
 
     @contextmanager
     def section(self, name: str):
@@ -76,3 +78,8 @@ class Clock:
     def total(self) -> float:
         self.sync()
         return time.perf_counter() - self.start
+
+    def cpu_total(self) -> float:
+        """CPU seconds of this process since the clock started, all threads summed."""
+        self.sync()
+        return time.process_time() - self.cpu_start

@@ -27,8 +27,8 @@ CASES = {
 PARAMS = [pytest.param(m, w, o, id=f"{m}-{i}") for m, cases in CASES.items() for i, (w, o) in enumerate(cases)]
 SUMMARY_KEYS = {"method", "dataset", "arch", "seed", "widths", "start_widths", "params", "params_nonzero", "macs",
                 "flops", "train_flops", "growth_flops", "test_accuracy", "train_accuracy", "test_loss", "train_loss",
-                "epochs", "n_train", "wall_clock_s", "train_s", "growth_s", "eval_s", "run_id", "status"}
-TIMING = {"wall_clock_s", "train_s", "growth_s", "eval_s", "stats_s", "solve_s", "line_search_s", "run_id"}
+                "epochs", "n_train", "wall_clock_s", "cpu_s", "train_s", "growth_s", "eval_s", "run_id", "status"}
+TIMING = {"wall_clock_s", "cpu_s", "train_s", "growth_s", "eval_s", "stats_s", "solve_s", "line_search_s", "run_id"}
 
 
 def test_every_registered_method_is_covered():

@@ -38,8 +38,9 @@ class GrowthConfig:
     conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
     after_stats: bool = True          # bottlenecks after growing, on the line-search samples
     patience: int = 3                 # growth ends after this many steps in a row that add nothing
-    initial_steps: int = 8            # growth steps back to back before training: a tiny random start
-                                      # has dead units, and one SGD step can kill a 1-unit layer
+    initial_steps: int = 1            # growth steps back to back before training: one, so that a 1-unit
+                                      # layer has company before an SGD step can kill it; 8 in a row
+                                      # left MNIST MLPs at [8,8] training to 38-77% (fixed [8,8]: 93%)
 
     def __post_init__(self):   # a ValueError reaches the user as one line (methods.registry)
         choices = {"criterion": ("decrease", "decrease_per_mac"), "conv_fan_out": ("centre", "full")}
