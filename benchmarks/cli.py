@@ -1,5 +1,5 @@
-"""Command line: `python -m benchmarks run|list|sweep|report|one-step|perf|claims`. Bad input is one line on stderr
-and exit code 2."""
+"""Command line: `python -m benchmarks run|list|sweep|report|one-step|fan-out|perf|claims`. Bad input is one line
+on stderr and exit code 2."""
 
 import argparse
 import sys
@@ -59,6 +59,10 @@ def build_parser() -> Parser:
     one.add_argument("--seeds", type=positive_int, default=5)
     one.add_argument("--neurons", type=positive_int, default=8, help="neurons every method adds")
     one.add_argument("--data-dir", help="where MNIST lives (else $GROWBENCH_DATA_DIR, else <repo>/data)")
+    fan = sub.add_parser("fan-out", help="new conv channels' fan-out, 1x1 at the kernel centre or full k x k: "
+                                         "one TINY step per ResNet-18 block, loss decrease and statistics time")
+    fan.add_argument("--seeds", type=positive_int, default=3)
+    fan.add_argument("--neurons", type=positive_int, default=4, help="channels each variant adds per block")
     perf = sub.add_parser("perf", help="timings: statistics pass vs matmul throughput, growth step vs gromo, "
                                        "a TINY run vs fixed (benchmarks/perf.py)")
     perf.add_argument("--json", metavar="PATH", help="also write the measurements here")
@@ -264,6 +268,12 @@ def cmd_one_step(args) -> None:
     print(one_step.main(args.seeds, args.neurons, args.data_dir))
 
 
+def cmd_fan_out(args) -> None:
+    from benchmarks import fan_out
+
+    print(fan_out.main(args.seeds, args.neurons))
+
+
 def cmd_perf(args) -> None:
     from benchmarks import perf
 
@@ -280,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         commands = {"run": cmd_run, "list": cmd_list, "sweep": cmd_sweep, "report": cmd_report,
-                    "one-step": cmd_one_step, "perf": cmd_perf, "claims": cmd_claims}
+                    "one-step": cmd_one_step, "fan-out": cmd_fan_out, "perf": cmd_perf, "claims": cmd_claims}
         return commands[args.command](args) or 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -4,7 +4,8 @@
     MNIST MLP (238,157) with 8192 MNIST samples and on ResNet-18 at 1/64 width (256 random 3x32x32
     images) and 1/4 width (64 images). FLOPs: the statistics matmuls as collect counts them (2·rows·d·d')
     plus the forward and activation-gradient backward passes (2 x 2 x MACs per sample). Their rate is
-    compared with torch.mm timed here on exactly the products collect ran (left.T @ right, same dtype).
+    compared with torch.mm timed here on exactly the products collect ran (left.T @ right, same dtype;
+    a weight-gradient convolution as the product it computes, the shift Gram's C×C products as they are).
 (b) step: one growth step, ours against gromo's on the same network and batches (benchmarks/perf_gromo.py):
     ResNet-18 at 1/64 width, 256 images, the 8 blocks as candidates, K = 16 neurons each. Ours = collect
     + TinyChooser.propose per pair; gromo = its statistics + compute_optimal_updates per block. The top

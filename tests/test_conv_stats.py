@@ -131,8 +131,11 @@ def test_statistics_are_patch_sums():
     close(s.M2, b2.T @ g / n, 1e-12, 1e-14)
     close(s.C, b2.T @ b1 / n, 1e-12, 1e-14)
     close(s.S1, b1.T @ b1 / n, 1e-12, 1e-14)
-    rows = n * 64
-    assert flops == 2 * rows * (37 * (37 + 5) + 28 * (28 + 37 + 5))
+    rows, trace = n * 64, []
+    _, flops_traced, _ = collect(net, [net.pair], x, y, trace=trace)
+    assert flops == flops_traced == sum(2 * r * a * b for r, a, b in trace)
+    assert (rows, 37, 37 + 5) in trace                 # S1 and M1: one product of conv2's patches
+    assert (rows, 27, 37 + 5) in trace                 # C and M2: conv1's weight gradient (stats.patch_products)
     assert s.positions == 64 and s.n == n
 
 

@@ -18,7 +18,9 @@ average pool, a linearisation of a max-pool). A linear second layer after a conv
 
 Cost: every statistic with the same left factor is one matmul (e.g. b2ᵀ[b2 | b1 | g]), and the
 backward pass computes only activation gradients (autograd.grad to the second layers' outputs), never
-weight gradients.
+weight gradients of the network. Where b2 is a conv's own patch (ResNet blocks), nothing of it is
+unfolded: S2 comes from shifted products of the conv's input (patch_gram.py, about 5x fewer FLOPs than the
+unfold Gram at stride 1) and, on large maps, M2 and C from one weight-gradient convolution.
 """
 
 import math
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.growth.patch_gram import conv_out_size, patch_products, shift_gram, shift_gram_applies, taps_to_unfold
 from methods.nets.growable import GrowablePair
 
 
@@ -46,12 +49,6 @@ class PairStats:
     half_diff: tuple | None = None   # (ΔM2, ΔC) between two halves of the images (noise.merge_halves)
     move: tuple | None = None        # tiny_solve.best_move's result, kept by it (the schedule and the
                                      # chooser both need it)
-
-
-def conv_out_size(conv: nn.Conv2d, size) -> list[int]:
-    """Output (H, W) of `conv` on an input of spatial size `size`."""
-    return [(size[i] + 2 * conv.padding[i] - conv.dilation[i] * (conv.kernel_size[i] - 1) - 1) // conv.stride[i] + 1
-            for i in range(2)]
 
 
 def patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -91,20 +88,90 @@ def on_second_input(pair: GrowablePair, p2: torch.Tensor, second_in: torch.Tenso
     return p2
 
 
+def reads_own_position(conv: nn.Conv2d, size) -> bool:
+    """Whether every output position of `conv` on an input of spatial size `size` has its kernel centre
+    on the same input position ("same" convolution: the grids coincide)."""
+    shift = [conv.dilation[i] * (conv.kernel_size[i] // 2) - conv.padding[i] for i in range(2)]
+    return shift == [0, 0] and conv.stride == (1, 1) and conv_out_size(conv, size) == list(size)
+
+
 def kernel_centres(conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
     """t (n, d, H, W) on conv's input grid -> (n, d, Ho, Wo): the value at each window's centre."""
     size = t.shape[2:]
+    if reads_own_position(conv, size):
+        return t
     out = conv_out_size(conv, size)
     # Output position o reads its kernel centre at input position o·stride + shift (zeros outside).
     shift = [conv.dilation[i] * (conv.kernel_size[i] // 2) - conv.padding[i] for i in range(2)]
-    if shift == [0, 0] and conv.stride == (1, 1) and out == list(size):
-        return t   # "same" convolution: the grids coincide
     lo = [max(0, -shift[i]) for i in range(2)]
     hi = [max(0, shift[i] + (out[i] - 1) * conv.stride[i] + 1 - size[i]) for i in range(2)]
     t = F.pad(t, (lo[1], hi[1], lo[0], hi[0]))
     y0, x0 = shift[0] + lo[0], shift[1] + lo[1]
     return t[:, :, y0:y0 + (out[0] - 1) * conv.stride[0] + 1:conv.stride[0],
              x0:x0 + (out[1] - 1) * conv.stride[1] + 1:conv.stride[1]]
+
+
+def b2_is_own_patch(pair: GrowablePair, first_in: torch.Tensor, second_in: torch.Tensor) -> bool:
+    """Whether b2 is the first conv's patch at each of its own output positions: they are the second
+    conv's input and output positions (no pooling between, a "same" second conv)."""
+    return (isinstance(pair.second, nn.Conv2d)
+            and conv_out_size(pair.first, first_in.shape[2:]) == list(second_in.shape[2:])
+            and reads_own_position(pair.second, second_in.shape[2:]))
+
+
+SMALL_MAP = 64   # output positions under which the unfold product is faster for M2 and C than the weight
+                 # gradient (measured on ResNet-18's 4x4 maps, CPU)
+
+
+def shift_plan(pair: GrowablePair, first_in: torch.Tensor, second_in: torch.Tensor) -> tuple[bool, bool]:
+    """(S2 by shift_gram, M2 and C by patch_products) for a pair with the centre fan-out: only where b2 is
+    the first conv's own patch; M2 and C not on small maps."""
+    if not (shift_gram_applies(pair.first) and b2_is_own_patch(pair, first_in, second_in)):
+        return False, False
+    return True, math.prod(second_in.shape[2:]) >= SMALL_MAP
+
+
+def side_by_side(mats: list[torch.Tensor]) -> torch.Tensor:
+    """torch.cat(mats, 1), without the copy when the matrices are consecutive column blocks of one matrix
+    (b1 and g: views of one (rows, d1 + dout) tensor)."""
+    a, nbytes = mats[0], mats[0].element_size()
+    if a.stride(1) == 1 and all(
+            m.untyped_storage().data_ptr() == a.untyped_storage().data_ptr() and m.stride() == a.stride()
+            and m.shape[0] == a.shape[0] and m.data_ptr() == prev.data_ptr() + prev.shape[1] * nbytes
+            for prev, m in zip(mats[:-1], mats[1:], strict=True)):
+        return a.as_strided((a.shape[0], sum(m.shape[1] for m in mats)), a.stride())
+    return torch.cat(mats, 1)
+
+
+def add_to(sums: dict, key, batch_sum: torch.Tensor) -> None:
+    """sums[key] += batch_sum, summed in float64 over the batches."""
+    if key in sums:
+        sums[key] += batch_sum
+    else:
+        sums[key] = batch_sum.to(torch.float64, copy=True)
+
+
+def shift_pair_sums(pair: GrowablePair, x: torch.Tensor, bg: torch.Tensor, d1: int, sums: dict,
+                    with_S2: bool, with_products: bool, trace: list | None) -> float:
+    """One batch of a pair whose b2 is the first conv's own patch (b2_is_own_patch), added to sums: S2
+    from shift_gram (with_S2; taps_to_unfold after the last batch), M2 and C from patch_products
+    (with_products). x: the first conv's input; bg (n, d1 + dout, Ho, Wo): b1 and g side by side.
+    Returns the FLOPs."""
+    conv, bias, flops = pair.first, pair.first.bias is not None, 0.0
+    if with_S2:
+        key, d2 = ("S2", pair.name), conv.weight[0].numel() + bias
+        if key not in sums:
+            sums[key] = x.new_zeros(d2, d2, dtype=torch.float64)
+        flops = shift_gram(conv, x, bias, sums[key], trace)
+    if with_products:
+        prod = patch_products(conv, x, bg, bias)                       # (d2, d1 + dout)
+        shape = (bg.shape[0] * bg[0, 0].numel(), conv.weight[0].numel(), prod.shape[1])
+        flops += 2.0 * math.prod(shape)
+        if trace is not None:
+            trace.append(shape)
+        add_to(sums, ("C", pair.name), prod[:, :d1])
+        add_to(sums, ("M2", pair.name), prod[:, d1:])
+    return flops
 
 
 def full_fan_out_sums(conv: nn.Conv2d, b2: torch.Tensor, b1: torch.Tensor, g: torch.Tensor) -> dict:
@@ -155,7 +222,8 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     A batch holds at most `batch_size` samples and about `max_elems` floats per unfolded input.
     FLOPs count the statistics matmuls from their shapes (2·rows·d·d'); the forward/backward passes
     (3 x 2 x MACs per sample) are charged by the caller, who knows the MACs.
-    trace: a list that receives (rows, d_left, d_right) of every grouped product left.T @ right.
+    trace: a list that receives (rows, d_left, d_right) of every product left.T @ right (a weight-gradient
+    convolution as the product it computes).
     """
     t0 = time.perf_counter()
     was_training = model.training
@@ -170,6 +238,7 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     handles = [m.register_forward_hook(hook) for m in dict.fromkeys(firsts + seconds)]
     sums: dict = {}
     s2_key = {}   # pair name -> the key of its S2 in sums
+    shifted = {}   # pair name -> its first conv, when shift_gram sums its S2 (taps_to_unfold at the end)
     flops = 0.0
     groups = {}   # per batch, the products grouped by left factor: key -> (left rows, {statistic: right rows})
     add = lambda key, left, right: groups.setdefault(key, (left, {}))[1].update(right)
@@ -182,13 +251,27 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
             grads = torch.autograd.grad(loss, [outputs[m] for m in seconds])   # activation gradients only
             g_img = dict(zip(seconds, (gr.detach() for gr in grads), strict=True))   # (n, dout[, Ho, Wo])
             b1_img = {m: with_ones(patches(m, inputs[m]), m.bias is not None) for m in seconds}   # (n, d1[, Ho, Wo])
-            g = {m: rows(t) for m, t in g_img.items()}         # (rows, dout)
-            b1 = {m: rows(t) for m, t in b1_img.items()}       # (rows, d1)
+            bg_img = {m: torch.cat([b1_img[m], g_img[m]], 1) for m in seconds}   # (n, d1 + dout[, Ho, Wo])
+            bg = {m: rows(t) for m, t in bg_img.items()}       # (rows, d1 + dout), one copy for b1 and g
+            b1 = {m: t[:, :b1_img[m].shape[1]] for m, t in bg.items()}   # (rows, d1) view
+            g = {m: t[:, b1_img[m].shape[1]:] for m, t in bg.items()}    # (rows, dout) view
             groups.clear()
             for m in seconds:
                 add(("in", m), b1[m], {("S", m): b1[m], ("M", m): g[m]})
             for p in pairs if full else []:
                 m = p.second
+                # A conv first layer whose own output grid is b2's: S2 from shifted products and, on
+                # large maps, M2 and C as a weight gradient; no unfolded copy of its input.
+                gram, products = (shift_plan(p, inputs[p.first], inputs[m])
+                                  if fan_out == "centre" and p.first not in b1_img else (False, False))
+                if gram:
+                    s2_key[p.name] = ("S2", p.name)
+                    if p.first not in fixed_S:
+                        shifted[p.name] = p.first
+                    flops += shift_pair_sums(p, inputs[p.first], bg_img[m], b1_img[m].shape[1], sums,
+                                             p.name in shifted, products, trace)
+                    if products:
+                        continue
                 if p.first in b1_img:   # first is another pair's second: its patches are already built
                     p2 = b1_img[p.first]
                 else:
@@ -210,17 +293,18 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
                     key, b2 = ("b2", p.name), rows(grid)
                 s2_key[p.name] = ("S", p.first) if key[0] == "in" else ("S2", p.name)
                 add(key, b2, {("C", p.name): b1[m], ("M2", p.name): g[m]}
-                    | ({} if p.first in fixed_S else {s2_key[p.name]: b2}))
+                    | ({} if p.first in fixed_S or gram else {s2_key[p.name]: b2}))
             for left, right in groups.values():
                 names, mats = zip(*right.items(), strict=True)
-                prod = (left.T @ torch.cat(mats, dim=1)).double()      # (d_left, Σ d_right)
+                prod = left.T @ side_by_side(mats)                     # (d_left, Σ d_right)
                 flops += 2.0 * left.shape[0] * left.shape[1] * prod.shape[1]
                 if trace is not None:
                     trace.append((left.shape[0], left.shape[1], prod.shape[1]))
                 for name, part in zip(names, prod.split([mt.shape[1] for mt in mats], dim=1), strict=True):
-                    sums[name] = part if name not in sums else sums[name] + part
+                    add_to(sums, name, part)
             for m in seconds:
-                sums[("gg", m)] = sums.get(("gg", m), 0.0) + float(g[m].double().pow(2).sum())
+                gsq = float(torch.linalg.vector_norm(g[m], dtype=torch.float64)) ** 2   # no float64 copy of g
+                sums[("gg", m)] = sums.get(("gg", m), 0.0) + gsq
             i += len(yb)
             if step < batch_size:   # size the next batches by the largest unfolded input seen
                 per_sample = max(t.numel() for t in [*b1.values(), *g.values()]) / len(yb)
@@ -235,6 +319,8 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
         outputs.clear()
         model.train(was_training)
     n = len(y)
+    for name, conv in shifted.items():
+        sums[("S2", name)] = taps_to_unfold(sums[("S2", name)], conv.weight[0, 0].numel(), conv.bias is not None)
     out = {}
     for p in pairs:
         get = lambda key: sums[key] / n if key in sums else None
