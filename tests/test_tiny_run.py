@@ -78,3 +78,11 @@ def test_tiny_grows_convolutions(tmp_path, arch, widths, fan_out):
         assert e["stats_gflop"] > 0 and e["stats_gflop_per_s"] > 0 and e["loss_after"] < e["loss_before"]
         by_step.setdefault(e["step"], []).append(e["layer"])
     assert max(len(v) for v in by_step.values()) > 1        # several pairs in one step
+
+
+def test_patience_zero_means_never_stop_early():
+    from methods.growth.schedule import GrowthConfig
+
+    assert GrowthConfig().patience == 0
+    with pytest.raises(ValueError, match="patience must be >= 0"):
+        GrowthConfig(patience=-1)

@@ -37,7 +37,9 @@ class GrowthConfig:
     line_search_samples: int = 2048   # training samples the line search measures the loss on
     conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
     after_stats: bool = True          # bottlenecks after growing, on the line-search samples
-    patience: int = 3                 # growth ends after this many steps in a row that add nothing
+    patience: int = 0                 # growth ends after this many steps in a row that add nothing (0:
+                                      # never; at 3, MNIST seeds stuck at [2,1] when the first steps of
+                                      # training found nothing significant)
     initial_steps: int = 1            # growth steps back to back before training: one, so that a 1-unit
                                       # layer has company before an SGD step can kill it; 8 in a row
                                       # left MNIST MLPs at [8,8] training to 38-77% (fixed [8,8]: 93%)
@@ -49,6 +51,8 @@ class GrowthConfig:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
         if not (self.max_width == "standard" or isinstance(self.max_width, int) and self.max_width >= 0):
             raise ValueError(f"max_width must be a width, 0 or 'standard', got {self.max_width!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 (0: never stop early), got {self.patience}")
         if self.grow_every <= 0 or self.max_neurons < 1 or self.min_samples < 1 or self.max_samples < 1:
             raise ValueError("grow_every, max_neurons, min_samples and max_samples must be positive")
 
@@ -106,7 +110,7 @@ class GrowthRun:
                       {"growth_events": self.events, **self.seconds})
 
     def maybe_grow(self) -> None:
-        if self.idle < self.cfg.patience and self.trainer.step <= self.stop_step:
+        if (not self.cfg.patience or self.idle < self.cfg.patience) and self.trainer.step <= self.stop_step:
             with self.tracker.clock.section("growth"):
                 self.idle = 0 if self.grow() else self.idle + 1
 
