@@ -36,7 +36,7 @@ class TinyChooser:
         key = id(S2)
         if key not in self.factors:
             self.factors[key] = (S2, whitener(S2))  # S2 kept alive: its id stays unique
-            if len(self.factors) > 4:
+            if len(self.factors) > 2:   # the input layer's, and the one just used
                 self.factors.popitem(last=False)
         self.factors.move_to_end(key)
         return self.factors[key][1]

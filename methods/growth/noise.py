@@ -30,10 +30,10 @@ def rmt_level(bottleneck: float, n: int, d2: int, dout: int) -> float:
     return math.sqrt(max(bottleneck, 0.0) / (dout * n)) * (math.sqrt(d2) + math.sqrt(dout))
 
 
-def split_level(W2: torch.Tensor, half_diff_N: torch.Tensor) -> float:
-    """Noise edge from two halves of the images: ‖W2 · half_diff_N‖₂, half_diff_N from `merge_halves`
-    (then projected like N, see tiny_solve.solve). W2 (d2, d2) is the whitener of the full S2."""
-    return top_singular_value(W2 @ half_diff_N)
+def split_level(W2: torch.Tensor, dN: torch.Tensor) -> float:
+    """Noise edge from two halves of the images: ‖W2 dN‖₂, dN the change of N between the halves scaled
+    to the noise of their mean (merge_halves, tiny_solve.half_diff_N). W2 (d2, d2) whitens the full S2."""
+    return top_singular_value(W2 @ dN)
 
 
 def top_singular_value(X: torch.Tensor) -> float:
@@ -44,7 +44,8 @@ def top_singular_value(X: torch.Tensor) -> float:
 
 def merge_halves(a, b):
     """PairStats of two disjoint halves of the images (n_a, n_b) -> the PairStats of all of them, with
-    `half_diff` = (M2_a − M2_b, C_a − C_b) · √(n_a n_b) / n.
+    `half_diff` = (M2_a − M2_b, C_a − C_b, M1_a − M1_b, S1_a − S1_b) · √(n_a n_b) / n (N's first-order
+    change between the halves is formed from them in tiny_solve.half_diff_N).
 
     The sampling noise of a mean over n_i images has variance σ²/n_i, so the halves' difference has
     variance σ²(1/n_a + 1/n_b) and the full mean σ²/n: scaled by √(n_a n_b)/n, the difference has the
@@ -54,4 +55,4 @@ def merge_halves(a, b):
     scale = math.sqrt(a.n * b.n) / n
     return replace(a, S1=mix(a.S1, b.S1), M1=mix(a.M1, b.M1), S2=mix(a.S2, b.S2), M2=mix(a.M2, b.M2),
                    C=mix(a.C, b.C), gsq=mix(a.gsq, b.gsq), n=n, move=None,
-                   half_diff=((a.M2 - b.M2) * scale, (a.C - b.C) * scale))
+                   half_diff=tuple((s - t) * scale for s, t in ((a.M2, b.M2), (a.C, b.C), (a.M1, b.M1), (a.S1, b.S1))))

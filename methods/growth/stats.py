@@ -46,7 +46,7 @@ class PairStats:
     n: int               # samples (images) the expectations average over
     macs_per_unit: int   # inference MACs one more hidden unit costs (fan-in and fan-out, all positions)
     positions: int = 1   # output positions of the second layer per sample (rows per image)
-    half_diff: tuple | None = None   # (ΔM2, ΔC) between two halves of the images (noise.merge_halves)
+    half_diff: tuple | None = None   # (ΔM2, ΔC, ΔM1, ΔS1) between two halves of the images (noise.py)
     move: tuple | None = None        # tiny_solve.best_move's result, kept by it (the schedule and the
                                      # chooser both need it)
 

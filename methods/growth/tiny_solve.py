@@ -16,6 +16,7 @@ ResNet-18's last block). N = E[b2 ·] and M1 = E[b1 ·] lie in the span of the s
 only touches directions where they vanish.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,7 @@ class PairSolution:
         return self.alpha.shape[0]
 
 
+MIN_GAIN = 1e-9       # λ² below this fraction of E‖g‖² is never significant
 EIGH_MAX_DIM = 1024   # above this size, whiten with a Cholesky factor instead of an eigendecomposition
 
 
@@ -97,15 +99,37 @@ def best_move(st: PairStats, rel_eps: float = 1e-6) -> tuple[torch.Tensor, float
         W1 = whitener(st.S1, rel_eps)
         S1_pinv_M1 = W1.T @ (W1 @ M1)                      # (d1, dout)
         fo_w = float((M1 * S1_pinv_M1).sum())              # tr(M1ᵀ S1⁺ M1)
-        st.move = (rel_eps, (S1_pinv_M1, fo_w, st.gsq - fo_w))
+        st.move = (rel_eps, (S1_pinv_M1, fo_w, st.gsq - fo_w), W1)
     return st.move[1]
+
+
+def s1_pinv(st: PairStats, M: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor:
+    """S1⁺ M (d1, m) with the factor of S1 best_move computed."""
+    best_move(st, rel_eps)
+    W1 = st.move[2]
+    return W1.T @ (W1 @ M)
+
+
+def times_c(C: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """C Y (d2, dout) for C (d2, d1), or for the full conv fan-out's C (kh·kw, d2, d1): column c·kh·kw + e
+    of the result is C[e] Y[:, c] (stats.full_fan_out_sums)."""
+    if C.dim() == 3:
+        return torch.einsum("ebd,dc->bce", C, Y).flatten(1)
+    return C @ Y
 
 
 def project(M2: torch.Tensor, C: torch.Tensor, S1_pinv_M1: torch.Tensor) -> torch.Tensor:
     """N = −M2 + C S1⁺ M1 (d2, dout): E[b2 v_projᵀ], the part of −E[b2 gᵀ] that ΔW* cannot take."""
-    if C.dim() == 3:   # full conv fan-out: C[e] per kernel offset, N[:, c·kh·kw + e] (stats.full_fan_out_sums)
-        return -M2 + torch.einsum("ebd,dc->bce", C, S1_pinv_M1).reshape(M2.shape)
-    return -M2 + C @ S1_pinv_M1
+    return -M2 + times_c(C, S1_pinv_M1)
+
+
+def half_diff_N(st: PairStats, C: torch.Tensor, S1_pinv_M1: torch.Tensor, rel_eps: float) -> torch.Tensor:
+    """The first-order change of N between two halves of the images (noise.merge_halves):
+    dN = −dM2 + dC X + C S1⁺(dM1 − dS1 X), X = S1⁺M1. Without the last term (the noise of ΔW*), the part
+    of b2 that b1 explains, which cancels in N, would still count as noise (threshold too high)."""
+    dM2, dC, dM1, dS1 = (t.double() for t in st.half_diff)
+    d_move = s1_pinv(st, dM1 - dS1 @ S1_pinv_M1, rel_eps)          # (d1, dout)
+    return -dM2 + times_c(dC, S1_pinv_M1) + times_c(C, d_move)
 
 
 def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: float = 1e-6,
@@ -129,8 +153,10 @@ def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: f
     if st.half_diff is None:   # independent rows (noise.py)
         noise = rmt_level(bottleneck, st.n, S2.shape[0], M2.shape[1])
     else:                      # conv rows, correlated within an image: measured on two halves
-        noise = split_level(W2, project(*(t.double() for t in st.half_diff), S1_pinv_M1))
-    threshold = significance * noise
+        noise = split_level(W2, half_diff_N(st, C, S1_pinv_M1, rel_eps))
+    # λ² is the bottleneck a neuron removes: below MIN_GAIN·E‖g‖² it is round-off (e.g. the ridge of an
+    # under-sampled S1), whatever the noise estimate says.
+    threshold = significance * max(noise, math.sqrt(MIN_GAIN * max(st.gsq, 0.0)))
     k = int(min(max_neurons, int((lam > threshold).sum())))
     root = lam[:k].sqrt()
     alpha = (W2.T @ U[:, :k] * root).T              # (K, d2)
