@@ -20,8 +20,8 @@ from benchmarks import claims
 pytestmark = pytest.mark.claims
 
 
-@pytest.mark.xfail(strict=True, reason="TINY 97.39% (42,401 params) vs fixed 50,50 97.96% (42,310 params), seed 0: "
-                                       "TINY - fixed = -0.57 points, tolerance 0.30; with 8 initial growth steps "
+@pytest.mark.xfail(strict=True, reason="TINY 97.30% (42,153 params) vs fixed 49,49 98.02% (41,415 params), seed 0: "
+                                       "TINY - fixed = -0.72 points, tolerance 0.30; with 8 initial growth steps "
                                        "seeds 0-4 gave -0.73, -0.50, -0.33, -0.55, -82.6")
 def test_tiny_matches_a_hand_sized_network_of_no_more_parameters(claims_out):
     record = claims.hand_sized(claims_out)
