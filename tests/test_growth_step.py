@@ -145,16 +145,23 @@ def _conv_proposal(pair, k, gen):
     return Proposal(pair, fan_in, fan_out, fan_in_bias, dW, dW_bias, predicted=1.0)
 
 
-@pytest.mark.parametrize("arch,pair_index", [("vgg", 0), ("vgg", 7), ("resnet18", 0), ("resnet18", 2)])
-def test_trial_restores_cnn_with_batchnorm(arch, pair_index):
+def small_cnn(arch: str, images: int):
+    """(model, widths, generator, x): a small VGG or ResNet-18 in float64 whose BatchNorms have seen x
+    once in train mode (non-trivial running statistics), x (images, 3, 8, 8)."""
     torch.manual_seed(0)
     widths = (3, 4, 5, 4, 3, 4, 5, 4) if arch == "vgg" else (2, 3, 2, 3, 2, 2, 2, 2)
     model = build_network(NetSpec(arch, widths, (3, 8, 8), 10)).to(DT)
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(4, 3, 8, 8, generator=gen, dtype=DT)
+    x = torch.randn(images, 3, 8, 8, generator=gen, dtype=DT)
     model.train()
     with torch.no_grad():
-        model(x)          # non-trivial BatchNorm running statistics
+        model(x)
+    return model, widths, gen, x
+
+
+@pytest.mark.parametrize("arch,pair_index", [("vgg", 0), ("vgg", 7), ("resnet18", 0), ("resnet18", 2)])
+def test_trial_restores_cnn_with_batchnorm(arch, pair_index):
+    model, widths, gen, x = small_cnn(arch, 4)
     model.eval()
     pair = model.growable_pairs()[pair_index]
     assert len(pair.between) == 1
@@ -185,14 +192,7 @@ def test_new_batchnorm_units_pass_through_in_train_mode(arch, pair_index, match)
     """After match_new_norms on x, the new units' BatchNorm outputs equal their inputs in train mode on x
     (batch statistics) as in eval mode, and the old units are untouched; the identity start of
     add_units alone standardises them in train mode (the `match=False` case shows the test can fail)."""
-    torch.manual_seed(0)
-    widths = (3, 4, 5, 4, 3, 4, 5, 4) if arch == "vgg" else (2, 3, 2, 3, 2, 2, 2, 2)
-    model = build_network(NetSpec(arch, widths, (3, 8, 8), 10)).to(DT)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(16, 3, 8, 8, generator=gen, dtype=DT)
-    model.train()
-    with torch.no_grad():
-        model(x)
+    model, widths, gen, x = small_cnn(arch, 16)
     pair = model.growable_pairs()[pair_index]
     bn = pair.between[0]
     old = {name: t.clone() for name, t in [*bn.named_parameters(), *bn.named_buffers()] if t.dim() == 1}
