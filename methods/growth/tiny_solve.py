@@ -80,8 +80,10 @@ def whitener(S: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor | CholeskyW
         keep = evals > rel_eps * evals.max().clamp_min(1e-300)
         return (evecs[:, keep] * evals[keep] ** -0.5) @ evecs[:, keep].T
     # Ridge relative to the largest diagonal entry, 100x more until the factorisation succeeds:
-    # statistics summed in float32 can leave a singular S with eigenvalues slightly below zero.
-    ridge = max(1e-3 * rel_eps * float(S.diagonal().max()), 1e-300)
+    # statistics summed in float32 can leave a singular S with eigenvalues slightly below zero. It
+    # starts at float32's round-off (~6e-8 relative): below it eigenvalues are not measured anyway, and
+    # a singular S (fewer rows than dimensions: ResNet's last blocks) then factors at the first try.
+    ridge = max(0.1 * rel_eps * float(S.diagonal().max()), 1e-300)
     A = S.clone()   # S + ridge·I, one d×d copy for all attempts
     while True:
         A.diagonal().copy_(S.diagonal() + ridge)
