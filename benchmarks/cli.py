@@ -78,16 +78,15 @@ def build_parser() -> Parser:
 
 def claim_ids(text: str) -> list[int]:
     """'1,5' or '2-4' -> claim numbers in 1..8."""
-    ids = []
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            ids += range(int(lo), int(hi) + 1) if sep else [int(lo)]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected claim numbers like 1,5 or 2-4, got '{text}'") from None
+    from benchmarks.presets import int_ranges
+
+    try:
+        ids = int_ranges(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected claim numbers like 1,5 or 2-4, got '{text}'") from None
     if not ids or not all(1 <= i <= 8 for i in ids):
         raise argparse.ArgumentTypeError(f"claims are numbered 1 to 8, got '{text}'")
-    return list(dict.fromkeys(ids))
+    return list(ids)
 
 
 def add_wandb_arguments(parser) -> None:

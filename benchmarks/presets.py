@@ -134,18 +134,23 @@ PRESETS = {
 }
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """'0-4' -> 0..4, '0,3,7', '0-2,9'."""
-    seeds = []
+def int_ranges(text: str) -> tuple[int, ...]:
+    """'0-4' -> 0..4, '0,3,7', '0-2,9': the integers named, in order, once each. ValueError if malformed."""
+    out = []
     for part in text.split(","):
         lo, sep, hi = part.strip().partition("-")
-        try:
-            seeds += range(int(lo), int(hi) + 1) if sep else [int(lo)]
-        except ValueError:
-            raise UserError(f"bad --seeds '{text}'; use e.g. 0-4 or 0,1,2") from None
+        out += range(int(lo), int(hi) + 1) if sep else [int(lo)]
+    return tuple(dict.fromkeys(out))
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = int_ranges(text)
+    except ValueError:
+        raise UserError(f"bad --seeds '{text}'; use e.g. 0-4 or 0,1,2") from None
     if not seeds:
         raise UserError(f"--seeds '{text}' names no seed")
-    return tuple(dict.fromkeys(seeds))
+    return seeds
 
 
 def check_methods(names) -> None:
