@@ -23,7 +23,7 @@ class Tracker:
 
             self.wandb = wandb.init(mode=wandb_mode, dir=run.path, project=project, entity=entity,
                                     name=run.id, id=run.id, config=run.config, reinit="create_new",
-                                    settings=wandb.Settings(console="off", silent=True))
+                                    settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
 
     def log(self, event: dict) -> None:
         """One history line: an evaluation, a growth event, ... `event["kind"]` names it."""

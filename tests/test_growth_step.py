@@ -395,7 +395,9 @@ def test_line_search_accepts_a_real_tiny_proposal(act):
     snap = snapshot(model)
     gamma, loss, tried, _ = line_search(model, p, x, y, loss0)
     assert gamma > 0 and loss < loss0
-    assert (gamma, loss) in tried and loss == min(t for _, t in tried)
+    # Armijo: the last amplitude tried is the one taken, every larger one failed sufficient decrease
+    assert tried[-1] == (gamma, loss) and loss <= loss0 - 1e-4 * gamma ** 2 * p.predicted
+    assert all(t > loss0 - 1e-4 * g_ ** 2 * p.predicted for g_, t in tried[:-1])
     assert loss == pytest.approx(full_loss(grown_copy(model, p, gamma), x, y), rel=1e-12)
     assert_same(model, snap)
     assert model.training   # mode restored
@@ -404,6 +406,23 @@ def test_line_search_accepts_a_real_tiny_proposal(act):
     assert loss0 - loss >= 0.5 * (loss0 - ref), (loss0, loss, ref)
     apply(p, gamma)
     assert mean_loss(model, x, y) == pytest.approx(loss, rel=1e-12)
+
+
+def test_line_search_backtracks_from_an_overshooting_amplitude():
+    """The same TINY units at 30x their size (ΔW* at 900x): γ² = 1 overshoots and raises the loss, so
+    the search must shrink γ² until the sufficient-decrease condition holds, and take that amplitude."""
+    model = make_mlp("tanh")
+    x, y = make_data()
+    p, _ = tiny_proposal(model, x, y, 1, k=3)
+    big = Proposal(p.pair, 30 * p.fan_in, 30 * p.fan_out, 30 * p.fan_in_bias, 900 * p.dW, 900 * p.dW_bias,
+                   predicted=p.predicted)   # the predicted coefficient of the original size: start at γ² = 1
+    model.eval()
+    loss0 = mean_loss(model, x, y)
+    gamma, loss, tried, _ = line_search(model, big, x, y, loss0)
+    assert tried[0][0] == 1.0 and tried[0][1] > loss0          # the start overshoots
+    assert 0 < gamma < 1 and tried[-1] == (gamma, loss)
+    assert loss <= loss0 - 1e-4 * gamma ** 2 * big.predicted
+    assert [g_ for g_, _ in tried] == pytest.approx([0.5 ** i for i in range(len(tried))])   # γ² / 4 each
 
 
 def test_line_search_without_predicted_decrease_tries_nothing():
