@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
-from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, trial
+from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrate_norms, trial
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network
 from methods.tiny import TinyChooser, split_bias
@@ -199,7 +199,7 @@ def test_new_batchnorm_units_pass_through_in_train_mode(arch, pair_index, match)
     p = _conv_proposal(pair, 2, gen)
     apply(p, 0.1)
     if match:
-        match_new_norms(model, pair, 2, x)
+        match_new_norms(model, [(pair, 2)], x)
     for name, t in old.items():   # the old units' entries are untouched
         assert torch.equal(getattr(bn, name)[:-2], t)
     seen = []
@@ -216,6 +216,52 @@ def test_new_batchnorm_units_pass_through_in_train_mode(arch, pair_index, match)
         torch.testing.assert_close(out_train, a_train, rtol=1e-4, atol=1e-6)
     else:
         assert float((out_train - a_train).abs().max()) > 0.1
+
+
+def test_one_match_covers_several_grown_blocks_in_any_order():
+    """Two ResNet blocks grown, matched in one call listing the downstream block first: the upstream
+    block's new units pass through in train mode, so the downstream block's moments are those of the
+    final network, and both blocks' new units pass through in train mode on x."""
+    model, widths, gen, x = small_cnn("resnet18", 16)
+    pairs = model.growable_pairs()
+    up, down = pairs[1], pairs[3]
+    for pair in (up, down):
+        apply(_conv_proposal(pair, 2, gen), 0.1)
+    match_new_norms(model, [(down, 2), (up, 2)], x)
+    seen = {}
+    hooks = [pair.between[0].register_forward_hook(
+        lambda m, args, out, name=pair.name: seen.__setitem__(name, (args[0][:, -2:], out[:, -2:])))
+        for pair in (up, down)]
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    for a, out in seen.values():
+        assert float(a.abs().max()) > 1e-3
+        torch.testing.assert_close(out, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["vgg", "resnet18"])
+def test_recalibrated_eval_mode_computes_what_train_mode_computes(arch):
+    """Running statistics far from the batch's (as early in training): eval mode is another function;
+    after recalibrate_norms on x, eval mode on x gives train mode's outputs (up to the n/(n-1) of the
+    unbiased running variance: 512 images, for VGG's 1x1 maps)."""
+    model, _, _, x = small_cnn(arch, 512)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.fill_(0.5)
+        bn.running_var.fill_(3.0)
+    saved = [b.clone() for b in model.buffers()]
+    with torch.no_grad():
+        train_out = model.train()(x)
+        for b, s in zip(model.buffers(), saved, strict=True):   # that pass moved them: put them back
+            b.copy_(s)
+        before = model.eval()(x)
+        recalibrate_norms(model, x)
+        after = model.eval()(x)
+    gap_before, gap_after = (float((out - train_out).abs().max()) for out in (before, after))
+    assert gap_before > 0.1 and gap_after < 0.05 * gap_before, (gap_before, gap_after)
+    assert not model.training
 
 
 # ----------------------------------------------------------------------------- first-order prediction

@@ -10,12 +10,11 @@ from typing import Protocol
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import update_bn
 
 from benchmarks.errors import UserError
 from methods.growth import stats as gstats
 from methods.growth.noise import merge_halves
-from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss
+from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrate_norms
 from methods.growth.tiny_solve import best_move
 from methods.interface import Result, Task
 from methods.nets import GrowablePair, build_network
@@ -162,16 +161,6 @@ class GrowthRun:
                             "training diverged; lower --lr")
         return st
 
-    @torch.no_grad()
-    def _recalibrate(self, x: torch.Tensor, batch_size: int = 256) -> None:
-        """BatchNorm running statistics set to the batch statistics of x (torch's update_bn: a cumulative
-        average over the batches). Growth works in eval mode; early in training the running statistics
-        lag the weights (momentum 0.1: 41% of the way from (0, 1) after 5 steps) and eval mode is
-        another function than the one training sees. On the ResNet subset the eval-mode loss at the
-        first growth steps was 13.5 and 4.4 against ~2.3 in train mode. Training never reads them."""
-        update_bn(x.split(batch_size), self.model)
-        self.growth_flops += 2 * self.trainer.macs() * len(x)
-
     def grow(self) -> list[dict]:
         """One growth step. Returns its growth events (one per pair tried, or one saying none was)."""
         cfg, model = self.cfg, self.model
@@ -179,8 +168,10 @@ class GrowthRun:
         data = self.task.data
         n = sample_size(cfg, pairs, len(data.y_train), self.positions)
         order = self.stat_order[:n]
-        if self.norms:
-            self._recalibrate(data.x_train[order])
+        if self.norms:   # growth works in eval mode: make it the function training sees (step.py)
+            xr = data.x_train[order[:256]]   # 256 images x their positions: each channel's mean, variance
+            recalibrate_norms(model, xr)
+            self.growth_flops += 2 * self.trainer.macs() * len(xr)
         if getattr(self.chooser, "needs_stats", True):
             st = self._stats(pairs, data.x_train[order], data.y_train[order])
             common = {"n_stat_samples": n, **self.last_stats}   # this pass, not the after-growth one
@@ -210,7 +201,7 @@ class GrowthRun:
                      "widths": list(model.widths), **common, "reason": "budget reached or no significant neuron"}]
         xl, yl = self._sample(cfg.line_search_samples)
         loss = mean_loss(model, xl, yl)
-        events, touched = [], set()
+        events, touched, grown = [], set(), []
         # Best first, each with its own line search from the loss the previous one left; a pair that
         # shares a layer with one grown before it gets its proposal zero-padded (step.apply).
         for prop in sorted(proposals, key=lambda q: -q.score)[:cfg.grow_pairs or None]:
@@ -223,8 +214,13 @@ class GrowthRun:
             event = self._grow_pair(prop, xl, yl, loss, macs, common)
             if event["added"]:
                 touched |= layers
+                grown.append((prop.pair, prop.k))
                 loss = event["loss_after"]
             events.append(event)
+        # Eval mode, which the line searches above measured, is the same before and after this.
+        if grown and self.norms:
+            match_new_norms(model, grown, xl)
+            self.growth_flops += 2 * self.trainer.macs() * len(yl)
         if cfg.after_samples and touched:   # S1, M1 only: a fraction of a full pass
             xa, ya = xl[:cfg.after_samples], yl[:cfg.after_samples]
             st_after = self._stats(model.growable_pairs(), xa, ya, full=False)
@@ -240,7 +236,6 @@ class GrowthRun:
         self.growth_flops += 2 * macs * len(yl) * len(tried)
         if gamma > 0:
             apply(prop, gamma, self.trainer.optimizer)
-            match_new_norms(self.model, prop.pair, prop.k, xl)
             self.events += 1
         return {"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "layer": prop.pair.name,
                 "added": prop.k if gamma > 0 else 0, "gamma": gamma, "predicted_decrease": gamma ** 2 * prop.predicted,

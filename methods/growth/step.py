@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from methods.nets.growable import GrowablePair, add_units
 
@@ -61,27 +62,34 @@ def apply(p: Proposal, gamma: float, optimizer=None) -> None:
 
 
 @torch.no_grad()
-def match_new_norms(model: nn.Module, pair: GrowablePair, k: int, x: torch.Tensor) -> None:
-    """Set the BatchNorm entries of the k newest units of `pair` so that train mode, too, passes them
-    through unchanged on the batch x.
+def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: torch.Tensor) -> None:
+    """Set the BatchNorm entries of the k newest units of each (pair, k) in `grown` so that train mode,
+    too, passes them through unchanged on the batch x. One train-mode forward for all pairs.
 
     add_units starts them as the identity (weight 1, bias 0, running mean 0, var 1), which is what
     eval mode (the statistics, the line search) sees; train mode would standardise them by their batch
     statistics instead, rescaling a unit grown at a small γ to unit variance at the next SGD step.
     With the batch mean m and variance v of their inputs in train mode on x: weight √(v+ε), bias m,
     running mean m, running var v. Train mode on x then computes √(v+ε)(a−m)/√(v+ε) + m = a, and eval
-    mode √(v+ε)(a−m)/√(v+ε) + m = a for any a. Units that read nothing yet (zero fan-in, GradMax:
+    mode √(v+ε)(a−m)/√(v+ε) + m = a for any a. The weight and bias are set by a pre-hook, before the
+    norm runs, so the layers after it see the final values in the same pass: one forward is exact
+    for any number of grown pairs, in any order. Units that read nothing yet (zero fan-in, GradMax:
     v = 0) keep the identity: their scale comes from training."""
-    if not pair.between or k == 0:
+    new_units = {bn: k for pair, k in grown if k for bn in pair.between}
+    if not new_units:
         return
     moments = {}
 
-    def hook(bn, args, out):
-        a = args[0][:, -k:]                                       # (n, k[, H, W])
+    def hook(bn, args):
+        a = args[0][:, -new_units[bn]:]                               # (n, k[, H, W])
         dims = [0, *range(2, a.dim())]
-        moments[bn] = (a.mean(dims), a.var(dims, unbiased=False))
+        mean, var = a.mean(dims), a.var(dims, unbiased=False)
+        live, new = var > 0, slice(bn.num_features - len(mean), None)
+        bn.weight.data[new] = torch.where(live, (var + bn.eps).sqrt(), bn.weight.data[new])
+        bn.bias.data[new] = torch.where(live, mean, bn.bias.data[new])
+        moments[bn] = (live, mean, var)
 
-    handles = [bn.register_forward_hook(hook) for bn in pair.between]
+    handles = [bn.register_forward_pre_hook(hook) for bn in new_units]
     buffers = [(b, b.clone()) for b in model.buffers()]   # a train-mode pass moves running statistics
     was_training = model.training
     model.train()
@@ -93,13 +101,20 @@ def match_new_norms(model: nn.Module, pair: GrowablePair, k: int, x: torch.Tenso
         for b, saved in buffers:
             b.copy_(saved)
         model.train(was_training)
-    for bn, (mean, var) in moments.items():
-        live = var > 0
-        new = slice(bn.num_features - k, None)
+    for bn, (live, mean, var) in moments.items():
+        new = slice(bn.num_features - len(mean), None)
         bn.running_mean[new] = torch.where(live, mean, bn.running_mean[new])
         bn.running_var[new] = torch.where(live, var, bn.running_var[new])
-        bn.weight.data[new] = torch.where(live, (var + bn.eps).sqrt(), bn.weight.data[new])
-        bn.bias.data[new] = torch.where(live, mean, bn.bias.data[new])
+
+
+@torch.no_grad()
+def recalibrate_norms(model: nn.Module, x: torch.Tensor) -> None:
+    """BatchNorm running statistics set to the batch statistics of x (torch's update_bn), so that eval
+    mode computes what train mode computes on x. Growth works in eval mode, and early in training the
+    running statistics lag the weights (momentum 0.1: 41% of the way from (0, 1) after 5 steps): on
+    the ResNet subset the eval-mode loss at the first growth steps was 13.5 and 4.4 against ~2.3 in
+    train mode. Training never reads running statistics; evaluation after it does, as for any method."""
+    update_bn([x], model)
 
 
 def _pad_to(t: torch.Tensor, shape) -> torch.Tensor:
