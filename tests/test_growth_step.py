@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
-from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrate_norms, trial
+from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrated_norms, trial
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network
 from methods.tiny import TinyChooser, split_bias
@@ -245,10 +245,12 @@ def test_one_match_covers_several_grown_blocks_in_any_order():
 @pytest.mark.parametrize("arch", ["vgg", "resnet18"])
 def test_recalibrated_eval_mode_computes_what_train_mode_computes(arch):
     """Running statistics far from the batch's (as early in training): eval mode is another function;
-    after recalibrate_norms on x, eval mode on x gives train mode's outputs (up to the n/(n-1) of the
-    unbiased running variance: 512 images, for VGG's 1x1 maps)."""
-    model, _, _, x = small_cnn(arch, 512)
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+    inside recalibrated_norms(x), eval mode on x gives train mode's outputs (up to the n/(n-1) of the
+    unbiased running variance: 512 images, for VGG's 1x1 maps); on exit the old units' running
+    statistics are back, the units grown inside keep theirs, and the model's mode is unchanged."""
+    model, _, gen, x = small_cnn(arch, 512)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:
         bn.running_mean.fill_(0.5)
         bn.running_var.fill_(3.0)
     saved = [b.clone() for b in model.buffers()]
@@ -257,11 +259,21 @@ def test_recalibrated_eval_mode_computes_what_train_mode_computes(arch):
         for b, s in zip(model.buffers(), saved, strict=True):   # that pass moved them: put them back
             b.copy_(s)
         before = model.eval()(x)
-        recalibrate_norms(model, x)
-        after = model.eval()(x)
-    gap_before, gap_after = (float((out - train_out).abs().max()) for out in (before, after))
-    assert gap_before > 0.1 and gap_after < 0.05 * gap_before, (gap_before, gap_after)
-    assert not model.training
+    pair = model.growable_pairs()[1]
+    model.train()
+    with recalibrated_norms(model, x):
+        assert model.training
+        with torch.no_grad():
+            inside = model.eval()(x)
+        apply(_conv_proposal(pair, 2, gen), 0.1)
+        match_new_norms(model, [(pair, 2)], x[:64])
+        grown = pair.between[0].running_mean[-2:].clone()
+    gap_before, gap_inside = (float((out - train_out).abs().max()) for out in (before, inside))
+    assert gap_before > 0.1 and gap_inside < 0.05 * gap_before, (gap_before, gap_inside)
+    for bn in norms:   # the old units' entries are back, the new ones kept
+        n = len(bn.running_mean) - (2 if bn is pair.between[0] else 0)
+        assert torch.all(bn.running_mean[:n] == 0.5) and torch.all(bn.running_var[:n] == 3.0)
+    assert torch.equal(pair.between[0].running_mean[-2:], grown) and float(grown.abs().max()) > 0
 
 
 # ----------------------------------------------------------------------------- first-order prediction
@@ -469,6 +481,21 @@ def test_line_search_backtracks_from_an_overshooting_amplitude():
     assert 0 < gamma < 1 and tried[-1] == (gamma, loss)
     assert loss <= loss0 - 1e-4 * gamma ** 2 * big.predicted
     assert [g_ for g_, _ in tried] == pytest.approx([0.5 ** i for i in range(len(tried))])   # γ² / 4 each
+
+
+def test_line_search_demands_sufficient_decrease():
+    """tanh, last pair: γ² = 1 lowers the loss by 0.87 of the first-order prediction. At c = 0.9 that
+    is not enough: the search must go on to γ² = 1/4 (0.97 of its prediction) and take it; at the
+    default c = 1e-4 the first amplitude is taken."""
+    model = make_mlp("tanh")
+    x, y = make_data()
+    p, _ = tiny_proposal(model, x, y, 1, k=3)
+    loss0 = mean_loss(model, x, y)
+    assert [g_ for g_, _ in line_search(model, p, x, y, loss0)[2]] == [1.0]
+    gamma, loss, tried, _ = line_search(model, p, x, y, loss0, armijo=0.9)
+    assert [g_ for g_, _ in tried] == [1.0, 0.5] and (gamma, loss) == tried[1]
+    assert loss0 - 0.9 * p.predicted < tried[0][1] < loss0            # lower, not enough lower
+    assert loss <= loss0 - 0.9 * 0.25 * p.predicted
 
 
 def test_line_search_without_predicted_decrease_tries_nothing():

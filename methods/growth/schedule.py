@@ -5,6 +5,7 @@ pair has a significant proposal; then train on. Methods differ only in their Cho
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,7 +15,7 @@ from torch import nn
 from benchmarks.errors import UserError
 from methods.growth import stats as gstats
 from methods.growth.noise import merge_halves
-from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrate_norms
+from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrated_norms
 from methods.growth.tiny_solve import best_move
 from methods.interface import Result, Task
 from methods.nets import GrowablePair, build_network
@@ -117,12 +118,18 @@ class GrowthRun:
                       {"growth_events": self.events, **self.seconds})
 
     def maybe_grow(self) -> None:
-        if (not self.cfg.patience or self.idle < self.cfg.patience) and self.trainer.step <= self.stop_step:
-            with self.tracker.clock.section("growth"):
-                events = self.grow()
-            for event in events:   # writing the record is not growth (wandb.log: ~2 ms an event)
-                self.tracker.log(event)
-            self.idle = 0 if any(e["added"] for e in events) else self.idle + 1
+        if (self.cfg.patience and self.idle >= self.cfg.patience) or self.trainer.step > self.stop_step:
+            return
+        # Growth works in eval mode: on the function training sees (step.recalibrated_norms), with
+        # BatchNorm statistics from 256 of the statistics images (x their positions, per channel).
+        x = self.task.data.x_train[self.stat_order[:256]]
+        norms = recalibrated_norms(self.model, x) if self.norms else nullcontext()
+        self.growth_flops += 2 * self.trainer.macs() * len(x) if self.norms else 0
+        with self.tracker.clock.section("growth"), norms:
+            events = self.grow()
+        for event in events:   # writing the record is not growth (wandb.log: ~2 ms an event)
+            self.tracker.log(event)
+        self.idle = 0 if any(e["added"] for e in events) else self.idle + 1
 
     def _sample(self, n: int):
         data = self.task.data   # with replacement: a permutation of the whole set per step costs more
@@ -168,10 +175,6 @@ class GrowthRun:
         data = self.task.data
         n = sample_size(cfg, pairs, len(data.y_train), self.positions)
         order = self.stat_order[:n]
-        if self.norms:   # growth works in eval mode: make it the function training sees (step.py)
-            xr = data.x_train[order[:256]]   # 256 images x their positions: each channel's mean, variance
-            recalibrate_norms(model, xr)
-            self.growth_flops += 2 * self.trainer.macs() * len(xr)
         if getattr(self.chooser, "needs_stats", True):
             st = self._stats(pairs, data.x_train[order], data.y_train[order])
             common = {"n_stat_samples": n, **self.last_stats}   # this pass, not the after-growth one
