@@ -62,8 +62,11 @@ class TinyChooser:
         # Rank pairs by how much of their expressivity bottleneck the new neurons remove (Σλ²), not by
         # FO_W: the move ΔW* is available without growing, so it says nothing about where to grow.
         reduction = slope * float((sol.lambdas[:sol.k] ** 2).sum())
+        # The top singular values against the significance threshold say why K is what it is.
+        record = {"lambdas": [round(float(v), 6) for v in sol.lambdas[:sol.k + 4]],
+                  "threshold": round(sol.threshold, 6)}
         return Proposal(pair, fan_in, fan_out, fan_in_bias, dW, dW_bias, predicted=predicted,
-                        score=reduction)
+                        score=reduction, record=record)
 
 
 @register("tiny", "ours")

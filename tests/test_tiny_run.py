@@ -10,7 +10,7 @@ from benchmarks.harness import run
 
 EVENT_KEYS = {"layer", "added", "gamma", "predicted_decrease", "loss_before", "loss_after", "widths",
               "bottleneck_before", "bottleneck_after", "stats_s", "solve_s", "line_search_s", "n_stat_samples",
-              "stats_gflop", "stats_gflop_per_s"}
+              "stats_gflop", "stats_gflop_per_s", "lambdas", "threshold"}
 
 
 def tiny_run(tmp_path, seed=0, **options):
@@ -34,6 +34,7 @@ def test_tiny_grows_and_records_each_event(first):
     assert sum(summary["widths"]) == 2 + sum(e["added"] for e in grown)
     for e in grown:
         assert EVENT_KEYS <= set(e), EVENT_KEYS - set(e)
+        assert e["lambdas"][e["added"] - 1] > e["threshold"]   # every unit added was significant
         assert e["loss_after"] < e["loss_before"]         # a step that lowers nothing adds nothing
         assert e["gamma"] > 0
     assert summary["growth_flops"] > 0 and summary["growth_s"] > 0

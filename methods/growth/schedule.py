@@ -243,4 +243,5 @@ class GrowthRun:
         return {"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "layer": prop.pair.name,
                 "added": prop.k if gamma > 0 else 0, "gamma": gamma, "predicted_decrease": gamma ** 2 * prop.predicted,
                 "loss_before": loss0, "loss_after": loss1, "line_search": tried, "widths": list(self.model.widths),
-                **common, "growth_flops": self.growth_flops, **{k: round(v, 4) for k, v in self.seconds.items()}}
+                **common, **prop.record, "growth_flops": self.growth_flops,
+                **{k: round(v, 4) for k, v in self.seconds.items()}}

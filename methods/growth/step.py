@@ -8,7 +8,7 @@ existing weights moved by γ²·ΔW* (when the method has a ΔW*).
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ class Proposal:
     score: float = 0.0                    # what the schedule ranks proposals by
     gamma: float | None = None            # apply at this amplitude, no line search (the loss may be
                                           # flat in γ at the step: GradMax, zero fan-out)
+    record: dict = field(default_factory=dict)   # what the chooser saw, copied into the growth event
 
     @property
     def k(self) -> int:
