@@ -58,7 +58,11 @@ class TinyChooser:
             else:                                    # full kh×kw fan-out, rows ordered c·kh·kw + e
                 fan_out = fan_out.T.reshape(-1, second.out_channels, kh, kw).transpose(0, 1)
         slope = SLOPE_AT_ZERO[pair.activation]
-        predicted = sol.fo_w + slope * float(sol.fo_neurons.sum())
+        predicted = slope * float(sol.fo_neurons.sum())   # the neurons' part is valid with or without ΔW*
+        if self.cfg.move_existing:
+            predicted += sol.fo_w
+        else:
+            dW = dW_bias = None
         # Rank pairs by how much of their expressivity bottleneck the new neurons remove (Σλ²), not by
         # FO_W: the move ΔW* is available without growing, so it says nothing about where to grow.
         reduction = slope * float((sol.lambdas[:sol.k] ** 2).sum())

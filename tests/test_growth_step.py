@@ -340,6 +340,27 @@ def test_neuron_prediction_needs_the_cross_term(act):
         assert abs(fd - lam2) > 0.05 * abs(fd), (fd, lam2)
 
 
+@pytest.mark.parametrize("act", ["identity", "tanh"])
+def test_chooser_without_the_move_proposes_the_neurons_alone(act):
+    """-o move_existing=false: the chooser's proposal is the K neurons with no ΔW*, and its predicted
+    decrease is theirs alone, which the finite difference of the grown network follows."""
+    model = make_mlp(act, widths=(6, 5), d_in=8, classes=4, seed=2)
+    x, y = make_data(n=256, seed=3)
+    pair = model.growable_pairs()[1]
+    st = collect(model, [pair], x, y)[0][pair.name]
+    p = TinyChooser(GrowthConfig(significance=0.0, move_existing=False)).propose(pair, st, 3, torch.Generator())
+    ref = solution_proposal(pair, st, 3, move=False)
+    assert p.dW is None and p.dW_bias is None
+    torch.testing.assert_close(p.fan_in, ref.fan_in)
+    torch.testing.assert_close(p.fan_out, ref.fan_out)
+    assert p.predicted == pytest.approx(ref.predicted, rel=1e-12)
+    with_move = TinyChooser(GrowthConfig(significance=0.0)).propose(pair, st, 3, torch.Generator())
+    assert with_move.predicted - p.predicted == pytest.approx(solve(st, 3, significance=0.0).fo_w, rel=1e-9)
+    gamma = 0.01
+    fd = (full_loss(model, x, y) - full_loss(grown_copy(model, p, gamma), x, y)) / gamma ** 2
+    assert abs(fd - p.predicted) < 1e-3 * abs(fd)
+
+
 def test_split_bias_layouts():
     model = make_mlp("tanh")
     pair = model.growable_pairs()[1]

@@ -33,6 +33,9 @@ class GrowthConfig:
     max_macs: int = 0                 # inference MACs per sample the network may grow to (0: none)
     criterion: str = "decrease"       # rank pairs by first-order decrease, or "decrease_per_mac"
     significance: float = 1.0         # a singular value must exceed this multiple of the noise level
+    move_existing: bool = True        # TINY: also move the second layer's existing weights by γ²ΔW*; false
+                                      # leaves that to gradient descent (the talk: "update all layers with
+                                      # V* (+ line search) or gradient descent")
     samples_per_dim2: float = 0.125   # sample-size rule: N = this * d² / positions (d = fan-in size)
     min_samples: int = 1024           # clip of the sample-size rule
     max_samples: int = 4096
