@@ -1,16 +1,14 @@
 """One growth step (methods/growth/step.py) with TINY proposals (methods/tiny.py), in float64.
 
-- γ = 0 leaves the function unchanged; `trial` restores parameters, buffers and sizes exactly
-  (MLP, and VGG/ResNet pairs with BatchNorm with hand-made conv-shaped proposals);
+- γ = 0 leaves the function unchanged; `trial` restores parameters, buffers and sizes exactly (MLP);
 - the first-order prediction equals the finite difference (L(0) − L(γ))/γ² as γ → 0 (identity and tanh),
   for the whole proposal, the ΔW* move alone and the neurons alone;
 - apply() with an optimizer pads its state and keeps the Parameter objects;
-- line_search picks γ = 0 for a proposal that only raises the loss, and a loss-lowering γ > 0 for a real one.
+- proposals of two pairs sharing a layer apply in sequence (zero-padded).
+Line search: test_line_search.py; networks with BatchNorm: test_batchnorm_growth.py.
 """
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 import torch
@@ -18,72 +16,21 @@ import torch.nn.functional as F
 
 from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
-from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrated_norms, trial
+from methods.growth.step import Proposal, apply, trial
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network
 from methods.tiny import TinyChooser, split_bias
-
-DT = torch.float64
-SIZE_ATTRS = ("num_features", "in_features", "out_features", "in_channels", "out_channels")
-
-
-def make_mlp(activation="tanh", widths=(5, 4), d_in=8, classes=4, seed=0):
-    torch.manual_seed(seed)
-    model = build_network(NetSpec("mlp", widths, (d_in,), classes, activation=activation)).to(DT)
-    with torch.no_grad():
-        for layer in model.layers:
-            layer.weight.mul_(1.5)
-    return model
-
-
-def make_data(n=256, d_in=8, classes=4, seed=1, teacher=True):
-    """Inputs and labels of a random linear teacher (learnable, so the loss has room to drop)."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d_in, generator=gen, dtype=DT)
-    if teacher:
-        y = (x @ torch.randn(d_in, classes, generator=gen, dtype=DT)).argmax(1)
-    else:
-        y = torch.randint(0, classes, (n,), generator=gen)
-    return x, y
-
-
-def tiny_proposal(model, x, y, pair_index, k=3, significance=0.0):
-    pair = model.growable_pairs()[pair_index]
-    st, _, _ = collect(model, [pair], x, y)
-    p = TinyChooser(GrowthConfig(significance=significance)).propose(pair, st[pair.name], k, torch.Generator())
-    assert p is not None and p.k == k
-    return p, st[pair.name]
-
-
-def full_loss(model, x, y) -> float:
-    with torch.no_grad():
-        return float(F.cross_entropy(model(x), y))
-
-
-def grown_copy(model, p: Proposal, gamma: float):
-    """The network grown by `p` at amplitude γ, on a deep copy (model untouched)."""
-    m2 = copy.deepcopy(model)
-    idx = [i for i, q in enumerate(model.growable_pairs()) if q.name == p.pair.name][0]
-    pair2 = m2.growable_pairs()[idx]
-    apply(Proposal(pair2, p.fan_in, p.fan_out, p.fan_in_bias, p.dW, p.dW_bias, p.predicted), gamma)
-    return m2
-
-
-def snapshot(model):
-    return ({k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
-            {n: id(q) for n, q in model.named_parameters()},
-            {(n, a): getattr(m, a) for n, m in model.named_modules() for a in SIZE_ATTRS if hasattr(m, a)})
-
-
-def assert_same(model, snap):
-    state, ids, sizes = snap
-    now = model.state_dict(keep_vars=True)
-    assert now.keys() == state.keys()
-    for k, v in state.items():
-        assert now[k].shape == v.shape and now[k].dtype == v.dtype, k
-        assert torch.equal(now[k].detach(), v), k
-    assert {n: id(q) for n, q in model.named_parameters()} == ids
-    assert {(n, a): getattr(m, a) for n, m in model.named_modules() for a in SIZE_ATTRS if hasattr(m, a)} == sizes
+from tests.growth_fixtures import (
+    DT,
+    assert_same,
+    full_loss,
+    grown_copy,
+    make_data,
+    make_mlp,
+    snapshot,
+    solution_proposal,
+    tiny_proposal,
+)
 
 
 # ----------------------------------------------------------------------------- function preservation
@@ -134,164 +81,7 @@ def grown_copy_from_snapshot(act, p, gamma):
     return lambda x: m(x).detach()
 
 
-def _conv_proposal(pair, k, gen):
-    """Hand-made proposal in the layers' weight layouts (conv or linear `second`)."""
-    first, second = pair.first, pair.second
-    fan_in = torch.randn(k, *first.weight.shape[1:], generator=gen, dtype=DT) * 0.3
-    fan_out = torch.randn(second.weight.shape[0], k, *second.weight.shape[2:], generator=gen, dtype=DT) * 0.3
-    fan_in_bias = None if first.bias is None else torch.randn(k, generator=gen, dtype=DT)
-    dW = torch.randn(second.weight.shape, generator=gen, dtype=DT) * 0.1
-    dW_bias = None if second.bias is None else torch.randn(second.bias.shape, generator=gen, dtype=DT)
-    return Proposal(pair, fan_in, fan_out, fan_in_bias, dW, dW_bias, predicted=1.0)
-
-
-def small_cnn(arch: str, images: int):
-    """(model, widths, generator, x): a small VGG or ResNet-18 in float64 whose BatchNorms have seen x
-    once in train mode (non-trivial running statistics), x (images, 3, 8, 8)."""
-    torch.manual_seed(0)
-    widths = (3, 4, 5, 4, 3, 4, 5, 4) if arch == "vgg" else (2, 3, 2, 3, 2, 2, 2, 2)
-    model = build_network(NetSpec(arch, widths, (3, 8, 8), 10)).to(DT)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(images, 3, 8, 8, generator=gen, dtype=DT)
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model, widths, gen, x
-
-
-@pytest.mark.parametrize("arch,pair_index", [("vgg", 0), ("vgg", 7), ("resnet18", 0), ("resnet18", 2)])
-def test_trial_restores_cnn_with_batchnorm(arch, pair_index):
-    model, widths, gen, x = small_cnn(arch, 4)
-    model.eval()
-    pair = model.growable_pairs()[pair_index]
-    assert len(pair.between) == 1
-    bn = pair.between[0]
-    p = _conv_proposal(pair, 2, gen)
-    snap = snapshot(model)
-    with torch.no_grad():
-        out0 = model(x)
-    with trial(p, 0.7):
-        assert pair.first.weight.shape[0] == pair.width == widths[pair_index] + 2
-        assert bn.num_features == bn.running_mean.shape[0] == bn.weight.shape[0] == widths[pair_index] + 2
-        assert bn.running_var.shape[0] == widths[pair_index] + 2
-        with torch.no_grad():
-            inside = model(x)
-        assert float((inside - out0).abs().max()) > 1e-6
-    assert_same(model, snap)
-    with trial(p, 0.0), torch.no_grad():   # zero amplitude: new channels are silent, BN is the identity on them
-        assert pair.width == widths[pair_index] + 2
-        torch.testing.assert_close(model(x), out0, rtol=1e-12, atol=1e-13)
-    assert_same(model, snap)
-    with torch.no_grad():
-        assert torch.equal(model(x), out0)
-
-
-@pytest.mark.parametrize("arch,pair_index", [("vgg", 3), ("resnet18", 2)])
-@pytest.mark.parametrize("match", [True, False])
-def test_new_batchnorm_units_pass_through_in_train_mode(arch, pair_index, match):
-    """After match_new_norms on x, the new units' BatchNorm outputs equal their inputs in train mode on x
-    (batch statistics) as in eval mode, and the old units are untouched; the identity start of
-    add_units alone standardises them in train mode (the `match=False` case shows the test can fail)."""
-    model, widths, gen, x = small_cnn(arch, 16)
-    pair = model.growable_pairs()[pair_index]
-    bn = pair.between[0]
-    old = {name: t.clone() for name, t in [*bn.named_parameters(), *bn.named_buffers()] if t.dim() == 1}
-    p = _conv_proposal(pair, 2, gen)
-    apply(p, 0.1)
-    if match:
-        match_new_norms(model, [(pair, 2)], x)
-    for name, t in old.items():   # the old units' entries are untouched
-        assert torch.equal(getattr(bn, name)[:-2], t)
-    seen = []
-    hook = bn.register_forward_hook(lambda m, args, out: seen.append((args[0][:, -2:], out[:, -2:])))
-    for mode in (model.eval, model.train):
-        mode()
-        with torch.no_grad():
-            model(x)
-    hook.remove()
-    (a_eval, out_eval), (a_train, out_train) = seen
-    assert float(a_eval.abs().max()) > 1e-3                          # the new units are not silent
-    torch.testing.assert_close(out_eval, a_eval, rtol=1e-4, atol=1e-6)   # eval: identity either way
-    if match:
-        torch.testing.assert_close(out_train, a_train, rtol=1e-4, atol=1e-6)
-    else:
-        assert float((out_train - a_train).abs().max()) > 0.1
-
-
-def test_one_match_covers_several_grown_blocks_in_any_order():
-    """Two ResNet blocks grown, matched in one call listing the downstream block first: the upstream
-    block's new units pass through in train mode, so the downstream block's moments are those of the
-    final network, and both blocks' new units pass through in train mode on x."""
-    model, widths, gen, x = small_cnn("resnet18", 16)
-    pairs = model.growable_pairs()
-    up, down = pairs[1], pairs[3]
-    for pair in (up, down):
-        apply(_conv_proposal(pair, 2, gen), 0.1)
-    match_new_norms(model, [(down, 2), (up, 2)], x)
-    seen = {}
-    hooks = [pair.between[0].register_forward_hook(
-        lambda m, args, out, name=pair.name: seen.__setitem__(name, (args[0][:, -2:], out[:, -2:])))
-        for pair in (up, down)]
-    model.train()
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    for a, out in seen.values():
-        assert float(a.abs().max()) > 1e-3
-        torch.testing.assert_close(out, a, rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.parametrize("arch", ["vgg", "resnet18"])
-def test_recalibrated_eval_mode_computes_what_train_mode_computes(arch):
-    """Running statistics far from the batch's (as early in training): eval mode is another function;
-    inside recalibrated_norms(x), eval mode on x gives train mode's outputs (up to the n/(n-1) of the
-    unbiased running variance: 512 images, for VGG's 1x1 maps); on exit the old units' running
-    statistics are back, the units grown inside keep theirs, and the model's mode is unchanged."""
-    model, _, gen, x = small_cnn(arch, 512)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in norms:
-        bn.running_mean.fill_(0.5)
-        bn.running_var.fill_(3.0)
-    saved = [b.clone() for b in model.buffers()]
-    with torch.no_grad():
-        train_out = model.train()(x)
-        for b, s in zip(model.buffers(), saved, strict=True):   # that pass moved them: put them back
-            b.copy_(s)
-        before = model.eval()(x)
-    pair = model.growable_pairs()[1]
-    model.train()
-    with recalibrated_norms(model, x):
-        assert model.training
-        with torch.no_grad():
-            inside = model.eval()(x)
-        apply(_conv_proposal(pair, 2, gen), 0.1)
-        match_new_norms(model, [(pair, 2)], x[:64])
-        grown = pair.between[0].running_mean[-2:].clone()
-    gap_before, gap_inside = (float((out - train_out).abs().max()) for out in (before, inside))
-    assert gap_before > 0.1 and gap_inside < 0.05 * gap_before, (gap_before, gap_inside)
-    for bn in norms:   # the old units' entries are back, the new ones kept
-        n = len(bn.running_mean) - (2 if bn is pair.between[0] else 0)
-        assert torch.all(bn.running_mean[:n] == 0.5) and torch.all(bn.running_var[:n] == 3.0)
-    assert torch.equal(pair.between[0].running_mean[-2:], grown) and float(grown.abs().max()) > 0
-
-
 # ----------------------------------------------------------------------------- first-order prediction
-def solution_proposal(pair, st, k=3, move=True, neurons=True, sign=1.0) -> Proposal:
-    """A Proposal built here from `solve` (not by TinyChooser): the ΔW* move and/or the K neurons, with
-    the matching first-order prediction FO_W and/or σ'(0)·Σ fo_k (σ'(0) = 1 for identity, tanh, ReLU).
-    sign = −1 flips the move and the fan-outs (the logits then move the other way)."""
-    sol = solve(st, k, significance=0.0)
-    assert sol.k == k
-    first, second = pair.first, pair.second
-    alpha = sol.alpha if neurons else sol.alpha[:0]
-    fan_in, fan_in_bias = split_bias(first, alpha.to(DT), 1)
-    fan_out = sign * (sol.omega if neurons else sol.omega[:, :0]).to(DT)
-    dW, dW_bias = split_bias(second, sign * sol.dW.to(DT), 1) if move else (None, None)
-    predicted = (sol.fo_w if move else 0.0) + (float(sol.fo_neurons.sum()) if neurons else 0.0)
-    return Proposal(pair, fan_in, fan_out, fan_in_bias, dW, dW_bias, predicted=predicted)
-
-
 def _parts(p: Proposal, part: str, st) -> Proposal:
     """The TINY proposal as TinyChooser makes it, or the ΔW* move alone, or the K neurons alone."""
     if part == "full":
@@ -441,103 +231,6 @@ def test_apply_with_optimizer_pads_state(opt_name):
     assert torch.isfinite(loss)
     assert float((first.weight[-3:].detach() - new_rows).abs().max()) > 0
     assert all(opt.state[q][keys[0]].shape == q.shape for q in model.parameters())
-
-
-# ----------------------------------------------------------------------------- line search
-@pytest.mark.parametrize("act", ["identity", "relu"])
-def test_line_search_rejects_a_loss_raising_proposal(act):
-    """Last pair, identity/ReLU: the logits move by γ²·(fixed direction) (ReLU(γz) = γReLU(z)) and CE is
-    convex in the logits, so the flipped TINY proposal (fan-out −ω, move −ΔW*) whose slope at γ²=0 is
-    +FO > 0 raises the loss at every γ > 0: the search must return γ = 0 and leave the net as it was."""
-    model = make_mlp(act)
-    x, y = make_data()
-    p, st = tiny_proposal(model, x, y, 1, k=3)
-    flipped = solution_proposal(p.pair, st, 3, sign=-1.0)   # predicted stays +FO_W + Σ fo_k > 0
-    model.eval()
-    loss0 = mean_loss(model, x, y)
-    snap = snapshot(model)
-    gamma, loss, tried, _ = line_search(model, flipped, x, y, loss0)
-    assert gamma == 0.0 and loss == loss0
-    assert len(tried) >= 3 and all(t_loss > loss0 for _, t_loss in tried)
-    for g_, t_loss in tried:   # its losses are those of the grown network
-        assert t_loss == pytest.approx(full_loss(grown_copy(model, flipped, g_), x, y), rel=1e-12)
-    assert_same(model, snap)
-
-
-@pytest.mark.parametrize("act", ["tanh", "relu"])
-def test_line_search_accepts_a_real_tiny_proposal(act):
-    model = make_mlp(act)
-    x, y = make_data()
-    p, _ = tiny_proposal(model, x, y, 1, k=3)
-    model.train()
-    loss0 = mean_loss(model, x, y)
-    snap = snapshot(model)
-    gamma, loss, tried, _ = line_search(model, p, x, y, loss0)
-    assert gamma > 0 and loss < loss0
-    # Armijo: the last amplitude tried is the one taken, every larger one failed sufficient decrease
-    assert tried[-1] == (gamma, loss) and loss <= loss0 - 1e-4 * gamma ** 2 * p.predicted
-    assert all(t > loss0 - 1e-4 * g_ ** 2 * p.predicted for g_, t in tried[:-1])
-    assert loss == pytest.approx(full_loss(grown_copy(model, p, gamma), x, y), rel=1e-12)
-    assert_same(model, snap)
-    assert model.training   # mode restored
-    # near-best amplitude: at least half the best decrease over a fine grid of γ² in [1e-4, 1]
-    ref = min(full_loss(grown_copy(model, p, float(g2) ** 0.5), x, y) for g2 in torch.logspace(-4, 0, 25))
-    assert loss0 - loss >= 0.5 * (loss0 - ref), (loss0, loss, ref)
-    apply(p, gamma)
-    assert mean_loss(model, x, y) == pytest.approx(loss, rel=1e-12)
-
-
-def test_line_search_backtracks_from_an_overshooting_amplitude():
-    """The same TINY units at 30x their size (ΔW* at 900x): γ² = 1 overshoots and raises the loss, so
-    the search must shrink γ² until the sufficient-decrease condition holds, and take that amplitude."""
-    model = make_mlp("tanh")
-    x, y = make_data()
-    p, _ = tiny_proposal(model, x, y, 1, k=3)
-    big = Proposal(p.pair, 30 * p.fan_in, 30 * p.fan_out, 30 * p.fan_in_bias, 900 * p.dW, 900 * p.dW_bias,
-                   predicted=p.predicted)   # the predicted coefficient of the original size: start at γ² = 1
-    model.eval()
-    loss0 = mean_loss(model, x, y)
-    gamma, loss, tried, _ = line_search(model, big, x, y, loss0)
-    assert tried[0][0] == 1.0 and tried[0][1] > loss0          # the start overshoots
-    assert 0 < gamma < 1 and tried[-1] == (gamma, loss)
-    assert loss <= loss0 - 1e-4 * gamma ** 2 * big.predicted
-    assert [g_ for g_, _ in tried] == pytest.approx([0.5 ** i for i in range(len(tried))])   # γ² / 4 each
-
-
-def test_line_search_demands_sufficient_decrease():
-    """tanh, last pair: γ² = 1 lowers the loss by 0.87 of the first-order prediction. At c = 0.9 that
-    is not enough: the search must go on to γ² = 1/4 (0.97 of its prediction) and take it; at the
-    default c = 1e-4 the first amplitude is taken."""
-    model = make_mlp("tanh")
-    x, y = make_data()
-    p, _ = tiny_proposal(model, x, y, 1, k=3)
-    loss0 = mean_loss(model, x, y)
-    assert [g_ for g_, _ in line_search(model, p, x, y, loss0)[2]] == [1.0]
-    gamma, loss, tried, _ = line_search(model, p, x, y, loss0, armijo=0.9)
-    assert [g_ for g_, _ in tried] == [1.0, 0.5] and (gamma, loss) == tried[1]
-    assert loss0 - 0.9 * p.predicted < tried[0][1] < loss0            # lower, not enough lower
-    assert loss <= loss0 - 0.9 * 0.25 * p.predicted
-
-
-def test_line_search_without_predicted_decrease_tries_nothing():
-    model = make_mlp("tanh")
-    x, y = make_data()
-    p, _ = tiny_proposal(model, x, y, 1, k=3)
-    p.predicted = 0.0
-    loss0 = mean_loss(model, x, y)
-    assert line_search(model, p, x, y, loss0)[:3] == (0.0, loss0, [])
-
-
-def test_mean_loss_uses_eval_mode_and_leaves_batchnorm_alone():
-    """The line search's loss is the eval-mode loss; measuring it must not move running statistics."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Linear(6, 3)).train()
-    x, y = torch.randn(32, 4) * 3 + 1, torch.randint(0, 3, (32,))
-    running = model[1].running_mean.clone()
-    loss = mean_loss(model, x, y)
-    assert model.training and torch.equal(model[1].running_mean, running)
-    model.eval()
-    assert loss == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-6)
 
 
 @pytest.mark.parametrize("order", [(0, 1), (1, 0)])

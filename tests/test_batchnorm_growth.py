@@ -1,0 +1,129 @@
+"""Growth of networks with BatchNorm between the pair's layers (VGG, ResNet-18), in float64: `trial`
+restores parameters, buffers and sizes exactly; new units pass through in train mode after
+match_new_norms, for several blocks in one forward; growth's recalibrated running statistics make
+eval mode compute train mode's function and are put back afterwards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from methods.growth.step import apply, match_new_norms, recalibrated_norms, trial
+from tests.growth_fixtures import assert_same, conv_proposal, small_cnn, snapshot
+
+
+@pytest.mark.parametrize("arch,pair_index", [("vgg", 0), ("vgg", 7), ("resnet18", 0), ("resnet18", 2)])
+def test_trial_restores_cnn_with_batchnorm(arch, pair_index):
+    model, widths, gen, x = small_cnn(arch, 4)
+    model.eval()
+    pair = model.growable_pairs()[pair_index]
+    assert len(pair.between) == 1
+    bn = pair.between[0]
+    p = conv_proposal(pair, 2, gen)
+    snap = snapshot(model)
+    with torch.no_grad():
+        out0 = model(x)
+    with trial(p, 0.7):
+        assert pair.first.weight.shape[0] == pair.width == widths[pair_index] + 2
+        assert bn.num_features == bn.running_mean.shape[0] == bn.weight.shape[0] == widths[pair_index] + 2
+        assert bn.running_var.shape[0] == widths[pair_index] + 2
+        with torch.no_grad():
+            inside = model(x)
+        assert float((inside - out0).abs().max()) > 1e-6
+    assert_same(model, snap)
+    with trial(p, 0.0), torch.no_grad():   # zero amplitude: new channels are silent, BN is the identity on them
+        assert pair.width == widths[pair_index] + 2
+        torch.testing.assert_close(model(x), out0, rtol=1e-12, atol=1e-13)
+    assert_same(model, snap)
+    with torch.no_grad():
+        assert torch.equal(model(x), out0)
+
+
+@pytest.mark.parametrize("arch,pair_index", [("vgg", 3), ("resnet18", 2)])
+@pytest.mark.parametrize("match", [True, False])
+def test_new_batchnorm_units_pass_through_in_train_mode(arch, pair_index, match):
+    """After match_new_norms on x, the new units' BatchNorm outputs equal their inputs in train mode on x
+    (batch statistics) as in eval mode, and the old units are untouched; the identity start of
+    add_units alone standardises them in train mode (the `match=False` case shows the test can fail)."""
+    model, widths, gen, x = small_cnn(arch, 16)
+    pair = model.growable_pairs()[pair_index]
+    bn = pair.between[0]
+    old = {name: t.clone() for name, t in [*bn.named_parameters(), *bn.named_buffers()] if t.dim() == 1}
+    p = conv_proposal(pair, 2, gen)
+    apply(p, 0.1)
+    if match:
+        match_new_norms(model, [(pair, 2)], x)
+    for name, t in old.items():   # the old units' entries are untouched
+        assert torch.equal(getattr(bn, name)[:-2], t)
+    seen = []
+    hook = bn.register_forward_hook(lambda m, args, out: seen.append((args[0][:, -2:], out[:, -2:])))
+    for mode in (model.eval, model.train):
+        mode()
+        with torch.no_grad():
+            model(x)
+    hook.remove()
+    (a_eval, out_eval), (a_train, out_train) = seen
+    assert float(a_eval.abs().max()) > 1e-3                          # the new units are not silent
+    torch.testing.assert_close(out_eval, a_eval, rtol=1e-4, atol=1e-6)   # eval: identity either way
+    if match:
+        torch.testing.assert_close(out_train, a_train, rtol=1e-4, atol=1e-6)
+    else:
+        assert float((out_train - a_train).abs().max()) > 0.1
+
+
+def test_one_match_covers_several_grown_blocks_in_any_order():
+    """Two ResNet blocks grown, matched in one call listing the downstream block first: the upstream
+    block's new units pass through in train mode, so the downstream block's moments are those of the
+    final network, and both blocks' new units pass through in train mode on x."""
+    model, widths, gen, x = small_cnn("resnet18", 16)
+    pairs = model.growable_pairs()
+    up, down = pairs[1], pairs[3]
+    for pair in (up, down):
+        apply(conv_proposal(pair, 2, gen), 0.1)
+    match_new_norms(model, [(down, 2), (up, 2)], x)
+    seen = {}
+    hooks = [pair.between[0].register_forward_hook(
+        lambda m, args, out, name=pair.name: seen.__setitem__(name, (args[0][:, -2:], out[:, -2:])))
+        for pair in (up, down)]
+    model.train()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    for a, out in seen.values():
+        assert float(a.abs().max()) > 1e-3
+        torch.testing.assert_close(out, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["vgg", "resnet18"])
+def test_recalibrated_eval_mode_computes_what_train_mode_computes(arch):
+    """Running statistics far from the batch's (as early in training): eval mode is another function;
+    inside recalibrated_norms(x), eval mode on x gives train mode's outputs (up to the n/(n-1) of the
+    unbiased running variance: 512 images, for VGG's 1x1 maps); on exit the old units' running
+    statistics are back, the units grown inside keep theirs, and the model's mode is unchanged."""
+    model, _, gen, x = small_cnn(arch, 512)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:
+        bn.running_mean.fill_(0.5)
+        bn.running_var.fill_(3.0)
+    saved = [b.clone() for b in model.buffers()]
+    with torch.no_grad():
+        train_out = model.train()(x)
+        for b, s in zip(model.buffers(), saved, strict=True):   # that pass moved them: put them back
+            b.copy_(s)
+        before = model.eval()(x)
+    pair = model.growable_pairs()[1]
+    model.train()
+    with recalibrated_norms(model, x):
+        assert model.training
+        with torch.no_grad():
+            inside = model.eval()(x)
+        apply(conv_proposal(pair, 2, gen), 0.1)
+        match_new_norms(model, [(pair, 2)], x[:64])
+        grown = pair.between[0].running_mean[-2:].clone()
+    gap_before, gap_inside = (float((out - train_out).abs().max()) for out in (before, inside))
+    assert gap_before > 0.1 and gap_inside < 0.05 * gap_before, (gap_before, gap_inside)
+    for bn in norms:   # the old units' entries are back, the new ones kept
+        n = len(bn.running_mean) - (2 if bn is pair.between[0] else 0)
+        assert torch.all(bn.running_mean[:n] == 0.5) and torch.all(bn.running_var[:n] == 3.0)
+    assert torch.equal(pair.between[0].running_mean[-2:], grown) and float(grown.abs().max()) > 0
