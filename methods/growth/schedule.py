@@ -104,7 +104,7 @@ class GrowthRun:
             raise UserError(f"max_width=standard: {task.spec.arch} has no standard widths; give a number")
         self.width_caps = {p.name: c for p, c in zip(pairs, caps or [], strict=False)}   # pair -> max width
         self.positions = gstats.layer_positions(self.model, pairs, task.data.x_train[:1])
-        self.norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self.has_norms = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
         self.trainer.macs()   # fvcore's first trace imports it (~0.25 s): not a growth cost
 
     def run(self) -> Result:
@@ -126,8 +126,8 @@ class GrowthRun:
         # Growth works in eval mode: on the function training sees (step.recalibrated_norms), with
         # BatchNorm statistics from 256 of the statistics images (x their positions, per channel).
         x = self.task.data.x_train[self.stat_order[:256]]
-        norms = recalibrated_norms(self.model, x) if self.norms else nullcontext()
-        self.growth_flops += 2 * self.trainer.macs() * len(x) if self.norms else 0
+        norms = recalibrated_norms(self.model, x) if self.has_norms else nullcontext()
+        self.growth_flops += 2 * self.trainer.macs() * len(x) if self.has_norms else 0
         with self.tracker.clock.section("growth"), norms:
             events = self.grow()
         for event in events:   # writing the record is not growth (wandb.log: ~2 ms an event)
@@ -224,7 +224,7 @@ class GrowthRun:
                 loss = event["loss_after"]
             events.append(event)
         # Eval mode, which the line searches above measured, is the same before and after this.
-        if grown and self.norms:
+        if grown and self.has_norms:
             match_new_norms(model, grown, xl)
             self.growth_flops += 2 * self.trainer.macs() * len(yl)
         if cfg.after_samples and touched:   # S1, M1 only: a fraction of a full pass
