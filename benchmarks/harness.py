@@ -55,6 +55,7 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
         data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
     spec = NetSpec(config.arch, config.widths, data.input_shape, data.num_classes)
     record.start(force=runner.force)
+    commit = git_commit()   # the code that runs: read now, the checkout may move during a long run
     clock = Clock(device)
     tracker = Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity)
     failed = True
@@ -77,7 +78,7 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
             "wall_clock_s": wall, "cpu_s": clock.cpu_total(),
             **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
             "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
-            "git_commit": git_commit(), "run_id": record.id, "status": "finished", **result.extra,
+            "git_commit": commit, "run_id": record.id, "status": "finished", **result.extra,
         }
         tracker.finish(summary)
         failed = False
