@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from methods.growth.stats import collect
 from methods.growth.step import apply, match_new_norms, recalibrated_norms, trial
+from methods.nets.growable import GrowablePair
 from tests.growth_fixtures import assert_same, conv_proposal, small_cnn, snapshot
 
 
@@ -127,3 +129,53 @@ def test_recalibrated_eval_mode_computes_what_train_mode_computes(arch):
         n = len(bn.running_mean) - (2 if bn is pair.between[0] else 0)
         assert torch.all(bn.running_mean[:n] == 0.5) and torch.all(bn.running_var[:n] == 3.0)
     assert torch.equal(pair.between[0].running_mean[-2:], grown) and float(grown.abs().max()) > 0
+
+
+class ConvBN(torch.nn.Module):
+    """conv1 -> BN -> ReLU -> conv2 (with a bias) -> BN -> mean over positions -> linear: a pair whose
+    second layer feeds a BatchNorm, as in a ResNet block."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = torch.nn.Conv2d(4, 5, 3, padding=1), torch.nn.BatchNorm2d(5)
+        self.head = torch.nn.Linear(5, 3)
+        self.pair = GrowablePair("p", self.conv1, self.conv2, (self.bn1,))
+
+    def forward(self, x):
+        h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return self.head(h.mean((2, 3)))
+
+
+def test_train_mode_statistics_follow_the_gradient_batchnorm_leaves():
+    """norms="train": the gradient at conv2's output is the one through BN2's batch statistics, whose
+    per-channel sum is 0 (BN removes a shift); M1's bias row E[Σ_positions g] is then 0, while in
+    eval mode it is not. Running statistics, flags and mode are left as they were."""
+    torch.manual_seed(0)
+    net = ConvBN().double()
+    x, y = torch.randn(32, 3, 6, 6, dtype=torch.float64), torch.randint(0, 3, (32,))
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):   # running statistics away from their initial values
+            net(x + 1.0)
+    buffers = {k: v.clone() for k, v in net.state_dict().items()}
+    train = collect(net, [net.pair], x, y, batch_size=32, norms="train")[0]["p"]
+    assert net.training and net.bn2.track_running_stats
+    assert all(torch.equal(buffers[k], v) for k, v in net.state_dict().items())
+    net.eval()
+    evals = collect(net, [net.pair], x, y, norms="eval")[0]["p"]
+    assert not net.training
+    assert float(train.M1[-1].abs().max()) < 1e-10 * float(train.M1.abs().max())   # (dout,) bias row
+    assert float(evals.M1[-1].abs().max()) > 1e-3 * float(evals.M1.abs().max())
+
+
+def test_train_and_eval_statistics_agree_without_batchnorm():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 3),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).double()
+    pair = GrowablePair("p", model[0], model[2])
+    x, y = torch.randn(16, 3, 6, 6, dtype=torch.float64), torch.randint(0, 3, (16,))
+    a = collect(model, [pair], x, y, norms="train")[0]["p"]
+    b = collect(model, [pair], x, y, norms="eval")[0]["p"]
+    for s, t in ((a.S1, b.S1), (a.M1, b.M1), (a.S2, b.S2), (a.M2, b.M2), (a.C, b.C)):
+        torch.testing.assert_close(s, t, rtol=1e-12, atol=1e-14)

@@ -42,6 +42,8 @@ class GrowthConfig:
     line_search_samples: int = 1024   # training samples the line search measures the loss on (a paired
                                       # comparison: the same samples with and without the new units)
     conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
+    stat_norms: str = "eval"          # BatchNorm in the statistics pass: "eval" (running statistics) or
+                                      # "train" (batch statistics: the gradient training follows, stats.py)
     after_samples: int = 1024         # line-search samples the bottlenecks after growing are measured on
                                       # (a record, not used by growth: 0 skips it; 2048 cost 0.3 s a run)
     patience: int = 0                 # growth ends after this many steps in a row that add nothing (0:
@@ -52,7 +54,8 @@ class GrowthConfig:
                                       # left MNIST MLPs at [8,8] training to 38-77% (fixed [8,8]: 93%)
 
     def __post_init__(self):   # a ValueError reaches the user as one line (methods.registry)
-        choices = {"criterion": ("decrease", "decrease_per_mac"), "conv_fan_out": ("centre", "full")}
+        choices = {"criterion": ("decrease", "decrease_per_mac"), "conv_fan_out": ("centre", "full"),
+                   "stat_norms": ("eval", "train")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
@@ -153,7 +156,7 @@ class GrowthRun:
             key = (lo, hi)   # the input layer's S2 on x[lo:hi] of the fixed order
             fixed = {layer: self.input_S[key]} if full and key in self.input_S else {}
             st, f, s = gstats.collect(self.model, pairs, x[lo:hi], y[lo:hi], full=full, fixed_S=fixed,
-                                      fan_out=self.cfg.conv_fan_out)
+                                      fan_out=self.cfg.conv_fan_out, norms=self.cfg.stat_norms)
             if full and first is not None:
                 self.input_S[key] = st[first.name].S2
             parts.append(st)

@@ -7,7 +7,11 @@ For a pair  a_{l-1} = W_{l-1} b_{l-2},  b_{l-1} = σ(a_{l-1}),  a_l = W_l b_{l-1
 
 b1 is the input of the second layer, b2 the input of the first (a trailing 1 appended when that layer
 has a bias), g = ∂ℓ_i/∂a_l the per-sample gradient: the loss is sum-reduced so that g is not divided
-by the batch size. The network is in eval mode.
+by the batch size. The network is in eval mode, or with norms="train" in train mode with its BatchNorm
+running statistics frozen: each batch is then normalised by its own statistics, as in training, and g is
+the gradient SGD follows, in which a BatchNorm after the second layer has removed, per channel, the mean
+and the part along its normalised output (the shift and scale it would undo). Eval mode keeps them as
+targets: a move fitted to them changes the eval-mode function but not the trained one.
 
 Convolutions (§3): a row is one output position of the second layer, b1 its unfolded input patch
 (C·kh·kw [+1], unfold order) and g the gradient there; sums run over positions, expectations over
@@ -25,6 +29,7 @@ unfold Gram at stride 1) and, on large maps, M2 and C from one weight-gradient c
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -210,7 +215,7 @@ def macs_per_unit(pair: GrowablePair, positions: dict) -> int:
 
 def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: torch.Tensor,
             batch_size: int = 1024, full: bool = True, fixed_S: dict | None = None,
-            fan_out: str = "centre", max_elems: int = 2 ** 25,
+            fan_out: str = "centre", max_elems: int = 2 ** 25, norms: str = "eval",
             trace: list | None = None) -> tuple[dict[str, PairStats], float, float]:
     """Statistics of `pairs` over the samples (x, y). Returns (stats by pair name, FLOPs, seconds).
 
@@ -220,14 +225,13 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     fixed_S maps a layer to the S2 of the pair it starts when it is already known (the network's
     input layer on a fixed sample set: its input does not depend on the weights): used, not recomputed.
     A batch holds at most `batch_size` samples and about `max_elems` floats per unfolded input.
+    norms: "eval" or "train" (BatchNorm by batch statistics, running statistics untouched; module doc).
     FLOPs count the statistics matmuls from their shapes (2·rows·d·d'); the forward/backward passes
     (3 x 2 x MACs per sample) are charged by the caller, who knows the MACs.
     trace: a list that receives (rows, d_left, d_right) of every product left.T @ right (a weight-gradient
     convolution as the product it computes).
     """
     t0 = time.perf_counter()
-    was_training = model.training
-    model.eval()
     fixed_S = fixed_S or {}
     firsts, seconds = [p.first for p in pairs], [p.second for p in pairs]
     inputs, outputs, shapes = {}, {}, {}
@@ -242,82 +246,84 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     flops = 0.0
     groups = {}   # per batch, the products grouped by left factor: key -> (left rows, {statistic: right rows})
     add = lambda key, left, right: groups.setdefault(key, (left, {}))[1].update(right)
-    step = min(batch_size, 8)   # a small first batch tells the memory per sample
+    # A small first batch tells the memory per sample. In train mode it is normalised by its own
+    # statistics: 64 images give 1024 values a channel on a CIFAR ResNet's smallest grid (4x4).
+    step = min(batch_size, 8 if norms == "eval" else 64)
     i = 0
     try:
-        while i < len(y):
-            xb, yb = x[i:i + step], y[i:i + step]
-            loss = F.cross_entropy(model(xb), yb, reduction="sum")
-            grads = torch.autograd.grad(loss, [outputs[m] for m in seconds])   # activation gradients only
-            g_img = dict(zip(seconds, (gr.detach() for gr in grads), strict=True))   # (n, dout[, Ho, Wo])
-            b1_img = {m: with_ones(patches(m, inputs[m]), m.bias is not None) for m in seconds}   # (n, d1[, Ho, Wo])
-            bg_img = {m: torch.cat([b1_img[m], g_img[m]], 1) for m in seconds}   # (n, d1 + dout[, Ho, Wo])
-            bg = {m: rows(t) for m, t in bg_img.items()}       # (rows, d1 + dout), one copy for b1 and g
-            b1 = {m: t[:, :b1_img[m].shape[1]] for m, t in bg.items()}   # (rows, d1) view
-            g = {m: t[:, b1_img[m].shape[1]:] for m, t in bg.items()}    # (rows, dout) view
-            groups.clear()
-            for m in seconds:
-                add(("in", m), b1[m], {("S", m): b1[m], ("M", m): g[m]})
-            for p in pairs if full else []:
-                m = p.second
-                # A conv first layer whose own output grid is b2's: S2 from shifted products and, on
-                # large maps, M2 and C as a weight gradient; no unfolded copy of its input.
-                gram, products = (shift_plan(p, inputs[p.first], inputs[m])
-                                  if fan_out == "centre" and p.first not in b1_img else (False, False))
-                if gram:
-                    s2_key[p.name] = ("S2", p.name)
-                    if p.first not in fixed_S:
-                        shifted[p.name] = p.first
-                    flops += shift_pair_sums(p, inputs[p.first], bg_img[m], b1_img[m].shape[1], sums,
-                                             p.name in shifted, products, trace)
-                    if products:
+        with norm_mode(model, norms):
+            while i < len(y):
+                xb, yb = x[i:i + step], y[i:i + step]
+                loss = F.cross_entropy(model(xb), yb, reduction="sum")
+                grads = torch.autograd.grad(loss, [outputs[m] for m in seconds])   # activation gradients only
+                g_img = dict(zip(seconds, (gr.detach() for gr in grads), strict=True))   # (n, dout[, Ho, Wo])
+                b1_img = {m: with_ones(patches(m, inputs[m]), m.bias is not None) for m in seconds}   # (n, d1[,Ho,Wo])
+                bg_img = {m: torch.cat([b1_img[m], g_img[m]], 1) for m in seconds}   # (n, d1 + dout[, Ho, Wo])
+                bg = {m: rows(t) for m, t in bg_img.items()}       # (rows, d1 + dout), one copy for b1 and g
+                b1 = {m: t[:, :b1_img[m].shape[1]] for m, t in bg.items()}   # (rows, d1) view
+                g = {m: t[:, b1_img[m].shape[1]:] for m, t in bg.items()}    # (rows, dout) view
+                groups.clear()
+                for m in seconds:
+                    add(("in", m), b1[m], {("S", m): b1[m], ("M", m): g[m]})
+                for p in pairs if full else []:
+                    m = p.second
+                    # A conv first layer whose own output grid is b2's: S2 from shifted products and, on
+                    # large maps, M2 and C as a weight gradient; no unfolded copy of its input.
+                    gram, products = (shift_plan(p, inputs[p.first], inputs[m])
+                                      if fan_out == "centre" and p.first not in b1_img else (False, False))
+                    if gram:
+                        s2_key[p.name] = ("S2", p.name)
+                        if p.first not in fixed_S:
+                            shifted[p.name] = p.first
+                        flops += shift_pair_sums(p, inputs[p.first], bg_img[m], b1_img[m].shape[1], sums,
+                                                 p.name in shifted, products, trace)
+                        if products:
+                            continue
+                    if p.first in b1_img:   # first is another pair's second: its patches are already built
+                        p2 = b1_img[p.first]
+                    else:
+                        p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
+                    grid = on_second_input(p, p2, inputs[m])
+                    if fan_out == "full" and isinstance(m, nn.Conv2d):
+                        s2_key[p.name] = ("S2", p.name)
+                        for name, t in full_fan_out_sums(m, grid, b1_img[m], g_img[m]).items():
+                            sums[(name, p.name)] = t + sums.get((name, p.name), 0.0)
+                        d2, n_out = grid.shape[1], len(g[m])
+                        flops += 2.0 * d2 * (rows(grid).shape[0] * d2 + n_out * m.weight[0, 0].numel()
+                                             * (g[m].shape[1] + b1[m].shape[1]))
                         continue
-                if p.first in b1_img:   # first is another pair's second: its patches are already built
-                    p2 = b1_img[p.first]
-                else:
-                    p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
-                grid = on_second_input(p, p2, inputs[m])
-                if fan_out == "full" and isinstance(m, nn.Conv2d):
-                    s2_key[p.name] = ("S2", p.name)
-                    for name, t in full_fan_out_sums(m, grid, b1_img[m], g_img[m]).items():
-                        sums[(name, p.name)] = t + sums.get((name, p.name), 0.0)
-                    d2, n_out = grid.shape[1], len(g[m])
-                    flops += 2.0 * d2 * (rows(grid).shape[0] * d2 + n_out * m.weight[0, 0].numel()
-                                         * (g[m].shape[1] + b1[m].shape[1]))
-                    continue
-                if isinstance(m, nn.Conv2d):
-                    grid = kernel_centres(m, grid)
-                if grid is p2 and p.first in b1:   # b2 = b1 of the pair before (MLPs): same rows, same S
-                    key, b2 = ("in", p.first), b1[p.first]
-                else:
-                    key, b2 = ("b2", p.name), rows(grid)
-                s2_key[p.name] = ("S", p.first) if key[0] == "in" else ("S2", p.name)
-                add(key, b2, {("C", p.name): b1[m], ("M2", p.name): g[m]}
-                    | ({} if p.first in fixed_S or gram else {s2_key[p.name]: b2}))
-            for left, right in groups.values():
-                names, mats = zip(*right.items(), strict=True)
-                prod = left.T @ side_by_side(mats)                     # (d_left, Σ d_right)
-                flops += 2.0 * left.shape[0] * left.shape[1] * prod.shape[1]
-                if trace is not None:
-                    trace.append((left.shape[0], left.shape[1], prod.shape[1]))
-                for name, part in zip(names, prod.split([mt.shape[1] for mt in mats], dim=1), strict=True):
-                    add_to(sums, name, part)
-            for m in seconds:
-                gsq = float(torch.linalg.vector_norm(g[m], dtype=torch.float64)) ** 2   # no float64 copy of g
-                sums[("gg", m)] = sums.get(("gg", m), 0.0) + gsq
-            i += len(yb)
-            if step < batch_size:   # size the next batches by the largest unfolded input seen
-                per_sample = max(t.numel() for t in [*b1.values(), *g.values()]) / len(yb)
-                if full:
-                    per_sample = max(per_sample, max(inputs[f].numel() for f in firsts) / len(yb) * 9)
-                step = int(max(1, min(batch_size, max_elems // max(per_sample, 1))))
-            del loss, grads
+                    if isinstance(m, nn.Conv2d):
+                        grid = kernel_centres(m, grid)
+                    if grid is p2 and p.first in b1:   # b2 = b1 of the pair before (MLPs): same rows, same S
+                        key, b2 = ("in", p.first), b1[p.first]
+                    else:
+                        key, b2 = ("b2", p.name), rows(grid)
+                    s2_key[p.name] = ("S", p.first) if key[0] == "in" else ("S2", p.name)
+                    add(key, b2, {("C", p.name): b1[m], ("M2", p.name): g[m]}
+                        | ({} if p.first in fixed_S or gram else {s2_key[p.name]: b2}))
+                for left, right in groups.values():
+                    names, mats = zip(*right.items(), strict=True)
+                    prod = left.T @ side_by_side(mats)                     # (d_left, Σ d_right)
+                    flops += 2.0 * left.shape[0] * left.shape[1] * prod.shape[1]
+                    if trace is not None:
+                        trace.append((left.shape[0], left.shape[1], prod.shape[1]))
+                    for name, part in zip(names, prod.split([mt.shape[1] for mt in mats], dim=1), strict=True):
+                        add_to(sums, name, part)
+                for m in seconds:
+                    gsq = float(torch.linalg.vector_norm(g[m], dtype=torch.float64)) ** 2   # no float64 copy of g
+                    sums[("gg", m)] = sums.get(("gg", m), 0.0) + gsq
+                i += len(yb)
+                if step < batch_size:   # size the next batches by the largest unfolded input seen
+                    per_sample = max(t.numel() for t in [*b1.values(), *g.values()]) / len(yb)
+                    if full:
+                        per_sample = max(per_sample, max(inputs[f].numel() for f in firsts) / len(yb) * 9)
+                    step = int(max(1, min(batch_size, max_elems // max(per_sample, 1))))
+                del loss, grads
     finally:
         for h in handles:
             h.remove()
         inputs.clear()
         outputs.clear()
-        model.train(was_training)
     n = len(y)
     for name, conv in shifted.items():
         sums[("S2", name)] = taps_to_unfold(sums[("S2", name)], conv.weight[0, 0].numel(), conv.bias is not None)
@@ -331,6 +337,26 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
                                 positions=math.prod(shapes[p.second][2:]))
     return out, flops, time.perf_counter() - t0
 
+
+
+@contextmanager
+def norm_mode(model: nn.Module, norms: str):
+    """Inside: `model` in eval mode ("eval"), or in train mode with every BatchNorm normalising by the
+    batch's statistics without updating its running ones ("train"). Mode and flags restored after."""
+    if norms not in ("eval", "train"):
+        raise ValueError(f"norms must be 'eval' or 'train', got {norms!r}")
+    was_training = model.training
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if norms == "train" else []
+    tracked = [bn.track_running_stats for bn in bns]
+    model.train(norms == "train")
+    for bn in bns:   # train mode without tracking: batch statistics, running buffers neither read nor written
+        bn.track_running_stats = False
+    try:
+        yield
+    finally:
+        for bn, t in zip(bns, tracked, strict=True):
+            bn.track_running_stats = t
+        model.train(was_training)
 
 
 def layer_positions(model: nn.Module, pairs: list[GrowablePair], x1: torch.Tensor) -> dict[nn.Module, int]:
