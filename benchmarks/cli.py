@@ -42,6 +42,8 @@ def build_parser() -> Parser:
     run.add_argument("--batch-size", type=positive_int)
     run.add_argument("--lr", type=float)
     run.add_argument("--train-subset", type=positive_int, help="train on this many samples only")
+    run.add_argument("--train-eval-samples", type=positive_int,
+                     help="measure train accuracy on this many training samples each epoch (default 10000)")
     run.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                      help="random-crop + flip (default on for CIFAR)")
     run.add_argument("--from-run", metavar="RUN_ID",
@@ -145,7 +147,8 @@ def config_from_args(args) -> tuple[RunConfig, RunnerConfig]:
     options = method_defaults.pop("options", {}) | options                  # the user's -o win
     widths = parse_widths(args.widths, arch) if args.widths else default_widths
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "augment": args.augment, "train_subset": args.train_subset}
+                 "augment": args.augment, "train_subset": args.train_subset,
+                 "train_eval_samples": args.train_eval_samples}
     train = TrainConfig(**{f.name: getattr(defaults["train"], f.name) for f in fields(TrainConfig)}
                         | method_defaults | {k: v for k, v in overrides.items() if v is not None})
     config = RunConfig(method=method, dataset=dataset, arch=arch, widths=widths, seed=args.seed,

@@ -5,6 +5,8 @@ eval mode compute train mode's function and are put back afterwards."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -42,47 +44,61 @@ def test_trial_restores_cnn_with_batchnorm(arch, pair_index):
 
 
 @pytest.mark.parametrize("arch,pair_index", [("vgg", 3), ("resnet18", 2)])
-@pytest.mark.parametrize("match", [True, False])
-def test_new_batchnorm_units_pass_through_in_train_mode(arch, pair_index, match):
-    """After match_new_norms on x, the new units' BatchNorm outputs equal their inputs in train mode on x
-    (batch statistics) as in eval mode, and the old units are untouched; the identity start of
-    add_units alone standardises them in train mode (the `match=False` case shows the test can fail)."""
+def test_matched_new_batchnorm_units_keep_the_function_in_train_mode(arch, pair_index):
+    """match_new_norms on x, both variants: eval mode still computes the grown function; the old units'
+    entries are untouched. passthrough: in train mode on x the new units' norm outputs equal its inputs
+    (weight = their batch std, fan-out unchanged). unit: weight 1 and the fan-out times that std, and
+    the network's train-mode output on x is passthrough's. The identity start of add_units alone
+    standardises the new units in train mode: its output differs, so the comparison can fail."""
     model, widths, gen, x = small_cnn(arch, 16)
-    pair = model.growable_pairs()[pair_index]
-    bn = pair.between[0]
-    old = {name: t.clone() for name, t in [*bn.named_parameters(), *bn.named_buffers()] if t.dim() == 1}
-    p = conv_proposal(pair, 2, gen)
-    apply(p, 0.1)
-    if match:
-        match_new_norms(model, [(pair, 2)], x)
-    for name, t in old.items():   # the old units' entries are untouched
-        assert torch.equal(getattr(bn, name)[:-2], t)
-    seen = []
-    hook = bn.register_forward_hook(lambda m, args, out: seen.append((args[0][:, -2:], out[:, -2:])))
-    for mode in (model.eval, model.train):
-        mode()
+    apply(conv_proposal(model.growable_pairs()[pair_index], 2, gen), 0.1)
+    model.eval()
+    with torch.no_grad():
+        grown = model(x)
+    outs, seen = {}, {}
+    for match in ("unit", "passthrough", None):
+        net = copy.deepcopy(model)
+        pair = net.growable_pairs()[pair_index]
+        bn = pair.between[0]
+        old = {name: t.clone() for name, t in [*bn.named_parameters(), *bn.named_buffers()] if t.dim() == 1}
+        fan_out = pair.second.weight[:, -2:].clone()
+        if match:
+            match_new_norms(net, [(pair, 2)], x, unit_weight=match == "unit")
+        for name, t in old.items():
+            assert torch.equal(getattr(bn, name)[:-2], t[:-2])
+        hook = bn.register_forward_hook(
+            lambda m, args, out, key=match: seen.__setitem__(key, (args[0][:, -2:], out[:, -2:])))
         with torch.no_grad():
-            model(x)
-    hook.remove()
-    (a_eval, out_eval), (a_train, out_train) = seen
-    assert float(a_eval.abs().max()) > 1e-3                          # the new units are not silent
-    torch.testing.assert_close(out_eval, a_eval, rtol=1e-4, atol=1e-6)   # eval: identity either way
-    if match:
-        torch.testing.assert_close(out_train, a_train, rtol=1e-4, atol=1e-6)
-    else:
-        assert float((out_train - a_train).abs().max()) > 0.1
+            torch.testing.assert_close(net.eval()(x), grown, rtol=1e-5, atol=1e-9)
+            outs[match] = net.train()(x)
+        hook.remove()
+        a, out = seen[match]
+        assert float(a.abs().max()) > 1e-3   # the new units are not silent
+        std = a.var([0, 2, 3], unbiased=False).add(bn.eps).sqrt()   # (2,) their batch std in train mode
+        if match == "passthrough":
+            torch.testing.assert_close(out, a, rtol=1e-5, atol=1e-9)
+            torch.testing.assert_close(bn.weight[-2:], std)
+            assert torch.equal(pair.second.weight[:, -2:], fan_out)
+        elif match == "unit":
+            torch.testing.assert_close(out, a / std.view(1, 2, 1, 1), rtol=1e-5, atol=1e-9)
+            assert torch.equal(bn.weight[-2:], torch.ones(2, dtype=bn.weight.dtype))
+            torch.testing.assert_close(pair.second.weight[:, -2:], fan_out * std.view(1, 2, 1, 1))
+    torch.testing.assert_close(outs["unit"], outs["passthrough"], rtol=1e-5, atol=1e-9)
+    assert float((outs[None] - outs["passthrough"]).abs().max()) > 1e-3
 
 
-def test_one_match_covers_several_grown_blocks_in_any_order():
+@pytest.mark.parametrize("unit_weight", [True, False])
+def test_one_match_covers_several_grown_blocks_in_any_order(unit_weight):
     """Two ResNet blocks grown, matched in one call listing the downstream block first: the upstream
-    block's new units pass through in train mode, so the downstream block's moments are those of the
-    final network, and both blocks' new units pass through in train mode on x."""
+    block's new units are matched (and, unit_weight, its fan-out rescaled) before the downstream
+    block's moments are taken, which are then those of the final network; in train mode on x both
+    blocks' new norms output their inputs (passthrough) or their inputs over their batch std (unit)."""
     model, widths, gen, x = small_cnn("resnet18", 16)
     pairs = model.growable_pairs()
     up, down = pairs[1], pairs[3]
     for pair in (up, down):
         apply(conv_proposal(pair, 2, gen), 0.1)
-    match_new_norms(model, [(down, 2), (up, 2)], x)
+    match_new_norms(model, [(down, 2), (up, 2)], x, unit_weight)
     seen = {}
     hooks = [pair.between[0].register_forward_hook(
         lambda m, args, out, name=pair.name: seen.__setitem__(name, (args[0][:, -2:], out[:, -2:])))
@@ -94,7 +110,8 @@ def test_one_match_covers_several_grown_blocks_in_any_order():
         h.remove()
     for a, out in seen.values():
         assert float(a.abs().max()) > 1e-3
-        torch.testing.assert_close(out, a, rtol=1e-4, atol=1e-6)
+        std = a.var([0, 2, 3], unbiased=False).add(1e-5).sqrt().view(1, 2, 1, 1) if unit_weight else 1.0
+        torch.testing.assert_close(out, a / std, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["vgg", "resnet18"])

@@ -42,6 +42,8 @@ class GrowthConfig:
     line_search_samples: int = 1024   # training samples the line search measures the loss on (a paired
                                       # comparison: the same samples with and without the new units)
     conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
+    unit_norms: bool = True           # new BatchNorm units at weight 1, their scale moved into the fan-out
+                                      # (step.match_new_norms); false: weight = their batch std
     stat_norms: str = "eval"          # BatchNorm in the statistics pass: "eval" (running statistics) or
                                       # "train" (batch statistics: the gradient training follows, stats.py)
     after_samples: int = 1024         # line-search samples the bottlenecks after growing are measured on
@@ -228,7 +230,7 @@ class GrowthRun:
             events.append(event)
         # Eval mode, which the line searches above measured, is the same before and after this.
         if grown and self.has_norms:
-            match_new_norms(model, grown, xl)
+            match_new_norms(model, grown, xl, self.cfg.unit_norms)
             self.growth_flops += 2 * self.trainer.macs() * len(yl)
         if cfg.after_samples and touched:   # S1, M1 only: a fraction of a full pass
             xa, ya = xl[:cfg.after_samples], yl[:cfg.after_samples]

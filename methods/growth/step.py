@@ -63,20 +63,30 @@ def apply(p: Proposal, gamma: float, optimizer=None) -> None:
 
 
 @torch.no_grad()
-def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: torch.Tensor) -> None:
+def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: torch.Tensor,
+                    unit_weight: bool = True) -> None:
     """Set the BatchNorm entries of the k newest units of each (pair, k) in `grown` so that train mode,
-    too, passes them through unchanged on the batch x. One train-mode forward for all pairs.
+    too, computes the grown function on the batch x. One train-mode forward for all pairs.
 
     add_units starts them as the identity (weight 1, bias 0, running mean 0, var 1), which is what
     eval mode (the statistics, the line search) sees; train mode would standardise them by their batch
     statistics instead, rescaling a unit grown at a small γ to unit variance at the next SGD step.
-    With the batch mean m and variance v of their inputs in train mode on x: weight √(v+ε), bias m,
-    running mean m, running var v. Train mode on x then computes √(v+ε)(a−m)/√(v+ε) + m = a, and eval
-    mode √(v+ε)(a−m)/√(v+ε) + m = a for any a. The weight and bias are set by a pre-hook, before the
-    norm runs, so the layers after it see the final values in the same pass: one forward is exact
-    for any number of grown pairs, in any order. Units that read nothing yet (zero fan-in, GradMax:
-    v = 0) keep the identity: their scale comes from training."""
+    With the batch mean m and variance v of their inputs a in train mode on x, s = √(v+ε), and running
+    mean m, running var v, either
+    - unit_weight=False: weight s, bias m: the norm passes a through, (s(a−m)/s + m = a), or
+    - unit_weight=True (ReLU pairs): weight 1, bias m/s, and the unit's fan-out in the second layer
+      multiplied by s. The norm outputs a/s, and ReLU(a/s)·s·fan-out = ReLU(a)·fan-out: the same
+      function, but the unit's activation is on the scale of the old units' (a fresh network's) and
+      only its fan-out is small, as with a zero fan-out: its fan-out's gradient is not scaled down
+      by its small activation. (A TINY unit's pre-activation variance is γ²λ, ~0.08 on the ResNet
+      subset, so with weight s both of its factors start at ~0.3 of the old units'.)
+    Both hold in train mode on x and in eval mode for any input. The weight and bias are set by a
+    pre-hook, before the norm runs, so the layers after it see the final values in the same pass: one
+    forward is exact for any number of grown pairs, in any order. Units that read nothing yet (zero
+    fan-in, GradMax: v = 0) keep the identity: their scale comes from training."""
     new_units = {bn: k for pair, k in grown if k for bn in pair.between}
+    rescale = {bn: pair.second for pair, k in grown if k and unit_weight and pair.activation == "relu"
+               for bn in pair.between}
     if not new_units:
         return
     moments = {}
@@ -86,8 +96,15 @@ def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: 
         dims = [0, *range(2, a.dim())]
         mean, var = a.mean(dims), a.var(dims, unbiased=False)
         live, new = var > 0, slice(bn.num_features - len(mean), None)
-        bn.weight.data[new] = torch.where(live, (var + bn.eps).sqrt(), bn.weight.data[new])
-        bn.bias.data[new] = torch.where(live, mean, bn.bias.data[new])
+        scale = (var + bn.eps).sqrt()                                 # (k,)
+        if bn in rescale:   # the second layer runs after this norm: it sees the new fan-out in this pass
+            fan_out = rescale[bn].weight.data[:, new]                 # (d_out, k[, kh, kw])
+            fan_out.mul_(torch.where(live, scale, 1.0).view(1, -1, *[1] * (fan_out.dim() - 2)))
+            bn.weight.data[new] = torch.where(live, 1.0, bn.weight.data[new])
+            bn.bias.data[new] = torch.where(live, mean / scale, bn.bias.data[new])
+        else:
+            bn.weight.data[new] = torch.where(live, scale, bn.weight.data[new])
+            bn.bias.data[new] = torch.where(live, mean, bn.bias.data[new])
         moments[bn] = (live, mean, var)
 
     handles = [bn.register_forward_pre_hook(hook) for bn in new_units]
