@@ -42,10 +42,10 @@ class GrowthConfig:
     line_search_samples: int = 1024   # training samples the line search measures the loss on (a paired
                                       # comparison: the same samples with and without the new units)
     conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
-    unit_norms: bool = True           # new BatchNorm units at weight 1, their scale moved into the fan-out
+    unit_norms: bool = False          # new BatchNorm units at weight 1, their scale moved into the fan-out
                                       # (step.match_new_norms); false: weight = their batch std
-    stat_norms: str = "eval"          # BatchNorm in the statistics pass: "eval" (running statistics) or
-                                      # "train" (batch statistics: the gradient training follows, stats.py)
+    stat_norms: str = "train"         # BatchNorm in the statistics pass: "train" (batch statistics: the
+                                      # gradient training follows, stats.py) or "eval" (running statistics)
     after_samples: int = 1024         # line-search samples the bottlenecks after growing are measured on
                                       # (a record, not used by growth: 0 skips it; 2048 cost 0.3 s a run)
     patience: int = 0                 # growth ends after this many steps in a row that add nothing (0:

@@ -246,9 +246,10 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     flops = 0.0
     groups = {}   # per batch, the products grouped by left factor: key -> (left rows, {statistic: right rows})
     add = lambda key, left, right: groups.setdefault(key, (left, {}))[1].update(right)
-    # A small first batch tells the memory per sample. In train mode it is normalised by its own
-    # statistics: 64 images give 1024 values a channel on a CIFAR ResNet's smallest grid (4x4).
-    step = min(batch_size, 8 if norms == "eval" else 64)
+    # A small first batch tells the memory per sample. In train mode a BatchNorm normalises it by its
+    # own statistics: 64 images give 1024 values a channel on a CIFAR ResNet's smallest grid (4x4).
+    batch_norms = norms == "train" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    step = min(batch_size, 64 if batch_norms else 8)
     i = 0
     try:
         with norm_mode(model, norms):

@@ -64,7 +64,7 @@ def apply(p: Proposal, gamma: float, optimizer=None) -> None:
 
 @torch.no_grad()
 def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: torch.Tensor,
-                    unit_weight: bool = True) -> None:
+                    unit_weight: bool = False) -> None:
     """Set the BatchNorm entries of the k newest units of each (pair, k) in `grown` so that train mode,
     too, computes the grown function on the batch x. One train-mode forward for all pairs.
 
