@@ -98,7 +98,12 @@ def test_one_match_covers_several_grown_blocks_in_any_order(unit_weight):
     up, down = pairs[1], pairs[3]
     for pair in (up, down):
         apply(conv_proposal(pair, 2, gen), 0.1)
+    reference = copy.deepcopy(model)   # matched one pair at a time, upstream first, passing through
+    for i in (1, 3):
+        match_new_norms(reference, [(reference.growable_pairs()[i], 2)], x, unit_weight=False)
     match_new_norms(model, [(down, 2), (up, 2)], x, unit_weight)
+    with torch.no_grad():   # the same function in train mode on x, with or without unit weights
+        torch.testing.assert_close(model.train()(x), reference.train()(x), rtol=1e-9, atol=1e-12)
     seen = {}
     hooks = [pair.between[0].register_forward_hook(
         lambda m, args, out, name=pair.name: seen.__setitem__(name, (args[0][:, -2:], out[:, -2:])))
@@ -176,14 +181,25 @@ def test_train_mode_statistics_follow_the_gradient_batchnorm_leaves():
         for _ in range(3):   # running statistics away from their initial values
             net(x + 1.0)
     buffers = {k: v.clone() for k, v in net.state_dict().items()}
+    net.eval()   # each pass leaves the mode it found, whichever it runs in
     train = collect(net, [net.pair], x, y, batch_size=32, norms="train")[0]["p"]
-    assert net.training and net.bn2.track_running_stats
+    assert not net.training and net.bn2.track_running_stats
     assert all(torch.equal(buffers[k], v) for k, v in net.state_dict().items())
-    net.eval()
+    net.train()
     evals = collect(net, [net.pair], x, y, norms="eval")[0]["p"]
-    assert not net.training
+    assert net.training
     assert float(train.M1[-1].abs().max()) < 1e-10 * float(train.M1.abs().max())   # (dout,) bias row
     assert float(evals.M1[-1].abs().max()) > 1e-3 * float(evals.M1.abs().max())
+
+
+def test_train_mode_statistics_never_normalise_a_batch_of_one():
+    """65 images on a 1x1 map: after the 64-image first batch, one image would be left, and a BatchNorm
+    in train mode cannot normalise one value a channel; the last image joins the batch before it."""
+    torch.manual_seed(0)
+    net = ConvBN().double()
+    x, y = torch.randn(65, 3, 1, 1, dtype=torch.float64), torch.randint(0, 3, (65,))
+    st = collect(net, [net.pair], x, y, norms="train")[0]["p"]
+    assert st.n == 65 and torch.isfinite(st.M2).all()
 
 
 def test_train_and_eval_statistics_agree_without_batchnorm():

@@ -254,6 +254,8 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     try:
         with norm_mode(model, norms):
             while i < len(y):
+                if batch_norms and 0 < len(y) - i - step < 8:   # no train-mode batch of fewer than 8
+                    step = len(y) - i                          # images: one image on a 1x1 map fails
                 xb, yb = x[i:i + step], y[i:i + step]
                 loss = F.cross_entropy(model(xb), yb, reduction="sum")
                 grads = torch.autograd.grad(loss, [outputs[m] for m in seconds])   # activation gradients only

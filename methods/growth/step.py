@@ -62,6 +62,9 @@ def apply(p: Proposal, gamma: float, optimizer=None) -> None:
     add_units(p.pair, gamma * fan_in, gamma * fan_out, bias, optimizer)
 
 
+POS_HOMOGENEOUS = ("relu", "relu1")   # σ(c·a) = c·σ(a) for c > 0: unit_weight keeps the function
+
+
 @torch.no_grad()
 def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: torch.Tensor,
                     unit_weight: bool = False) -> None:
@@ -74,7 +77,7 @@ def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: 
     With the batch mean m and variance v of their inputs a in train mode on x, s = √(v+ε), and running
     mean m, running var v, either
     - unit_weight=False: weight s, bias m: the norm passes a through, (s(a−m)/s + m = a), or
-    - unit_weight=True (ReLU pairs): weight 1, bias m/s, and the unit's fan-out in the second layer
+    - unit_weight=True (ReLU pairs, POS_HOMOGENEOUS): weight 1, bias m/s, and the unit's fan-out in the second layer
       multiplied by s. The norm outputs a/s, and ReLU(a/s)·s·fan-out = ReLU(a)·fan-out: the same
       function, but the unit's activation is on the scale of the old units' (a fresh network's) and
       only its fan-out is small, as with a zero fan-out: its fan-out's gradient is not scaled down
@@ -85,7 +88,7 @@ def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: 
     forward is exact for any number of grown pairs, in any order. Units that read nothing yet (zero
     fan-in, GradMax: v = 0) keep the identity: their scale comes from training."""
     new_units = {bn: k for pair, k in grown if k for bn in pair.between}
-    rescale = {bn: pair.second for pair, k in grown if k and unit_weight and pair.activation == "relu"
+    rescale = {bn: pair.second for pair, k in grown if k and unit_weight and pair.activation in POS_HOMOGENEOUS
                for bn in pair.between}
     if not new_units:
         return
