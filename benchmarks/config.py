@@ -15,7 +15,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     augment: bool = False            # random crop (pad 4) + horizontal flip, 32x32 images only
     eval_batch_size: int = 256       # samples per forward pass at evaluation (larger is slower on CPU)
-    train_eval_samples: int = 10000  # train accuracy is measured on the first this-many training samples
+    train_eval_samples: int = 10000  # train accuracy is measured on this many training samples (seeded)
     train_subset: int = 0            # >0: train on this many samples (seeded choice) instead of all
 
 

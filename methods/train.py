@@ -27,6 +27,11 @@ class Trainer:
                                                 warmup_epochs=cfg.warmup_epochs, step_on_epochs=False,
                                                 updates_per_epoch=self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(seed)  # batch order and augmentation
+        # Train accuracy on a seeded random subset (its own generator: training draws nothing less):
+        # the first n samples of a class-sorted set (the CIFAR-10 JPEG subset) would be two classes.
+        n_train, n_eval = len(data.y_train), cfg.train_eval_samples
+        self.train_eval_idx = (torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:n_eval].sort()
+                               .values.to(data.y_train.device) if n_eval < n_train else None)
         self.step = self.epoch = 0
         self.train_flops = 0.0    # FLOPs of training steps so far
         self._macs = {}           # widths -> MACs per sample (fvcore trace is slow; widths change rarely)
@@ -81,13 +86,14 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Test and train accuracy (train on the first cfg.train_eval_samples samples), eval mode."""
+        """Test and train accuracy (train on cfg.train_eval_samples samples, seeded), eval mode."""
         self.model.eval()
         out = {}
         with self.tracker.clock.section("eval"):
-            n_train = min(self.cfg.train_eval_samples, len(self.data.y_train))
-            for split, x, y in (("test", self.data.x_test, self.data.y_test),
-                                ("train", self.data.x_train[:n_train], self.data.y_train[:n_train])):
+            idx = self.train_eval_idx
+            x_train, y_train = (self.data.x_train, self.data.y_train) if idx is None else \
+                (self.data.x_train[idx], self.data.y_train[idx])
+            for split, x, y in (("test", self.data.x_test, self.data.y_test), ("train", x_train, y_train)):
                 correct = loss = 0.0
                 for i in range(0, len(y), self.cfg.eval_batch_size):
                     logits = self.model(x[i:i + self.cfg.eval_batch_size])

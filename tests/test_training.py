@@ -146,3 +146,29 @@ def test_nan_loss_is_a_user_error_with_a_failed_record(tmp_path):
     with pytest.raises(UserError, match="loss"):
         run(cfg, runner(tmp_path))
     assert not (folder / "summary.json").exists()
+
+
+def test_train_accuracy_is_measured_on_a_seeded_sample_of_every_class(synthetic):
+    """On a class-sorted training set (as the CIFAR-10 JPEG subset is), train_eval_samples < N picks a
+    seeded random sample, not the first N: every class is in it, and evaluate() measures it."""
+    import dataclasses
+
+    from methods.nets import build_network
+    from methods.train import Trainer
+
+    class NoTracker:
+        clock = Clock("cpu")
+
+    order = synthetic.y_train.argsort(stable=True)
+    data = dataclasses.replace(synthetic, x_train=synthetic.x_train[order], y_train=synthetic.y_train[order])
+    n = len(data.y_train) // 4
+    assert len(data.y_train[:n].unique()) < data.num_classes   # the first n would miss classes
+    model = build_network(NetSpec("mlp", (16,), data.input_shape, data.num_classes))
+    trainers = [Trainer(model, data, TrainConfig(train_eval_samples=n), seed, NoTracker()) for seed in (0, 0, 1)]
+    idx = [t.train_eval_idx for t in trainers]
+    assert len(idx[0]) == n and len(idx[0].unique()) == n
+    assert torch.equal(idx[0], idx[1]) and not torch.equal(idx[0], idx[2])
+    assert len(data.y_train[idx[0]].unique()) == data.num_classes
+    with torch.no_grad():
+        expected = float((model(data.x_train[idx[0]]).argmax(1) == data.y_train[idx[0]]).float().mean())
+    assert trainers[0].evaluate()["train_accuracy"] == pytest.approx(expected)
