@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
-from torch import nn
 
 from benchmarks.errors import UserError
 from methods.growth import stats as gstats
@@ -19,6 +18,7 @@ from methods.growth.step import Proposal, apply, line_search, match_new_norms, m
 from methods.growth.tiny_solve import best_move
 from methods.interface import Result, Task
 from methods.nets import GrowablePair, build_network
+from methods.nets.growable import batch_norms
 from methods.nets.registry import STANDARD_WIDTHS
 from methods.train import Trainer
 
@@ -109,7 +109,7 @@ class GrowthRun:
             raise UserError(f"max_width=standard: {task.spec.arch} has no standard widths; give a number")
         self.width_caps = {p.name: c for p, c in zip(pairs, caps or [], strict=False)}   # pair -> max width
         self.positions = gstats.layer_positions(self.model, pairs, task.data.x_train[:1])
-        self.has_norms = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        self.has_norms = bool(batch_norms(self.model))
         self.trainer.macs()   # fvcore's first trace imports it (~0.25 s): not a growth cost
 
     def run(self) -> Result:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.growth.patch_gram import conv_out_size, patch_products, shift_gram, shift_gram_applies, taps_to_unfold
-from methods.nets.growable import GrowablePair
+from methods.nets.growable import GrowablePair, batch_norms
 
 
 @dataclass
@@ -248,13 +248,13 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     add = lambda key, left, right: groups.setdefault(key, (left, {}))[1].update(right)
     # A small first batch tells the memory per sample. In train mode a BatchNorm normalises it by its
     # own statistics: 64 images give 1024 values a channel on a CIFAR ResNet's smallest grid (4x4).
-    batch_norms = norms == "train" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    step = min(batch_size, 64 if batch_norms else 8)
+    by_batch = norms == "train" and bool(batch_norms(model))
+    step = min(batch_size, 64 if by_batch else 8)
     i = 0
     try:
         with norm_mode(model, norms):
             while i < len(y):
-                if batch_norms and 0 < len(y) - i - step < 8:   # no train-mode batch of fewer than 8
+                if by_batch and 0 < len(y) - i - step < 8:   # no train-mode batch of fewer than 8
                     step = len(y) - i                          # images: one image on a 1x1 map fails
                 xb, yb = x[i:i + step], y[i:i + step]
                 loss = F.cross_entropy(model(xb), yb, reduction="sum")
@@ -349,7 +349,7 @@ def norm_mode(model: nn.Module, norms: str):
     if norms not in ("eval", "train"):
         raise ValueError(f"norms must be 'eval' or 'train', got {norms!r}")
     was_training = model.training
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if norms == "train" else []
+    bns = batch_norms(model) if norms == "train" else []
     tracked = [bn.track_running_stats for bn in bns]
     model.train(norms == "train")
     for bn in bns:   # train mode without tracking: batch statistics, running buffers neither read nor written

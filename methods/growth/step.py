@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from methods.nets.growable import GrowablePair, add_units
+from methods.nets.growable import GrowablePair, add_units, batch_norms
 
 
 @dataclass
@@ -137,7 +137,7 @@ def recalibrated_norms(model: nn.Module, x: torch.Tensor):
     ~2.3 in train mode. On exit the entries of the units that existed are put back, so evaluation sees
     the running statistics training produced, as for a network that never grows; units added inside
     keep theirs (match_new_norms)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(model)
     saved = [(bn, bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
              for bn in norms]
     with torch.no_grad():

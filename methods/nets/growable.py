@@ -103,3 +103,8 @@ def _set_sizes(first: Layer, second: Layer, width: int) -> None:
         second.in_features = width
     else:
         second.in_channels = width
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm of `model`: the layers whose output depends on train or eval mode."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
