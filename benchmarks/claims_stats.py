@@ -25,12 +25,11 @@ from benchmarks.claims import Record
 from benchmarks.config import TrainConfig
 from benchmarks.one_step import Quiet
 from datasets import load_dataset
-from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
 from methods.growth.step import mean_loss, trial
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network
-from methods.tiny import TinyChooser
+from methods.tiny import TinyChooser, TinyConfig
 from methods.train import Trainer
 
 # Claim 5: networks (widths, epochs trained on 10k images) x 3 seeds, every pair; loss on 4096 images.
@@ -72,7 +71,7 @@ def neuron_gains(model: nn.Module, x: torch.Tensor, y: torch.Tensor, flip: bool)
     x = x.double()
     pairs = model.growable_pairs()
     stats = collect(model, pairs, x, y)[0]
-    chooser = TinyChooser(GrowthConfig(significance=0.0))
+    chooser = TinyChooser(TinyConfig(move_existing=True))
     out = []
     for p in pairs:
         sol = solve(stats[p.name], 1, significance=0.0)

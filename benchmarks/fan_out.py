@@ -18,11 +18,11 @@ from benchmarks.config import TrainConfig
 from benchmarks.one_step import Quiet
 from benchmarks.presets import CIFAR10_SUBSET
 from datasets import load_dataset
-from methods.growth.schedule import GrowthConfig
+from methods.growth import line_search
 from methods.growth.stats import collect
-from methods.growth.step import apply, line_search, mean_loss
+from methods.growth.step import apply, mean_loss
 from methods.nets import NetSpec, build_network, parse_widths
-from methods.tiny import TinyChooser
+from methods.tiny import TinyChooser, TinyConfig
 from methods.train import Trainer
 
 TRAIN = TrainConfig(epochs=1, batch_size=128, lr=0.05, train_subset=4000)
@@ -39,7 +39,7 @@ def one_seed(base, spec, data, k: int, seed: int) -> dict:
     held0 = mean_loss(base, xh, yh)
     out = {}
     for variant in VARIANTS:
-        chooser = TinyChooser(GrowthConfig(significance=0.0, conv_fan_out=variant))
+        chooser = TinyChooser(TinyConfig(significance=0.0, conv_fan_out=variant))
         for index in range(len(base.growable_pairs())):
             model = build_network(spec)
             model.load_state_dict(base.state_dict())
@@ -50,8 +50,9 @@ def one_seed(base, spec, data, k: int, seed: int) -> dict:
             seconds = time.perf_counter() - t0
             p = chooser.propose(pair, st, k, torch.Generator())
             if p is not None:
-                gamma = line_search(model, p, xl, yl, mean_loss(model, xl, yl))[0]
-                apply(p, gamma)
+                found = getattr(chooser, "search", line_search.fixed)(model, p, xl, yl, mean_loss(model, xl, yl))
+                gamma = found.gamma
+                apply(found.proposal or p, gamma)
             out[variant, pair.name] = (held0 - mean_loss(model, xh, yh), seconds)
     return out
 

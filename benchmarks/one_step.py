@@ -20,21 +20,21 @@ from benchmarks.config import TrainConfig
 from benchmarks.metrics import Clock
 from datasets import load_dataset
 from methods.gradmax import GradMaxChooser, GradMaxConfig
-from methods.growth.schedule import GrowthConfig
+from methods.growth import line_search
 from methods.growth.stats import collect
-from methods.growth.step import apply, line_search, mean_loss
+from methods.growth.step import apply, mean_loss
 from methods.nets import NetSpec, build_network
 from methods.random_growth import RandomChooser, RandomConfig
-from methods.tiny import TinyChooser
+from methods.tiny import TinyChooser, TinyConfig
 from methods.train import Trainer
 
 WIDTHS = (64, 64)           # the trained MLP
 TRAIN = TrainConfig(epochs=1, batch_size=128, lr=0.05, train_subset=20000)
 LAYER = 0                   # the growable pair that grows (hidden.0)
 STAT_SAMPLES = 4096         # training samples the statistics average over
-LINE_SEARCH_SAMPLES = 2048  # as GrowthConfig.line_search_samples
+LINE_SEARCH_SAMPLES = 2048  # training samples the line search measures the loss on
 CHOOSERS = {                # label -> (chooser, activation of the copy it grows)
-    "tiny": (TinyChooser(GrowthConfig(significance=0.0)), "relu"),
+    "tiny": (TinyChooser(TinyConfig(significance=0.0)), "relu"),
     "gradmax": (GradMaxChooser(GradMaxConfig()), "relu1"),
     "random zero_fan_out": (RandomChooser(RandomConfig(variant="zero_fan_out")), "relu"),
     "random both": (RandomChooser(RandomConfig(variant="both")), "relu"),
@@ -81,8 +81,9 @@ def one_seed(base, spec: NetSpec, data, k: int, seed: int) -> dict[str, tuple[fl
             p = chooser.propose(pair, st, k, torch.Generator().manual_seed(seed))
             if p is None or p.k != k:
                 raise RuntimeError(f"{label} proposed {0 if p is None else p.k} neurons, not {k}")
-            gamma = line_search(model, p, xl, yl, mean_loss(model, xl, yl))[0]
-            apply(p, gamma)
+            found = getattr(chooser, "search", line_search.fixed)(model, p, xl, yl, mean_loss(model, xl, yl))
+            gamma = found.gamma
+            apply(found.proposal or p, gamma)
         at_step = held0 - mean_loss(model, data.x_test, data.y_test)
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=TRAIN.lr)   # one plain training step, same batch for all

@@ -34,11 +34,10 @@ from benchmarks.errors import UserError
 from benchmarks.harness import device_name
 from benchmarks.metrics import count_macs
 from datasets import load_dataset
-from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network, parse_widths
-from methods.tiny import TinyChooser
+from methods.tiny import TinyChooser, TinyConfig
 
 WARMUP = 4            # samples of the warm-up call
 GROMO_BATCH = 64      # gromo's batch size (statistics are sums: the split does not change them)
@@ -130,7 +129,7 @@ def step_case(case: Case, blocks, k: int, device, repeats: int, sync) -> dict:
     gen = torch.Generator()
 
     def ours(n: int) -> dict:
-        chooser = TinyChooser(GrowthConfig(max_neurons=k, significance=0.0))   # K = k, as gromo's cap
+        chooser = TinyChooser(TinyConfig(move_existing=True))   # K = k, as gromo's cap; ΔW* as gromo's
         stats_s, (st, _, _) = clocked(lambda: collect(model, pairs, x[:n], y[:n]), sync)
         updates_s, _ = clocked(lambda: [chooser.propose(p, st[p.name], k, gen) for p in pairs], sync)
         return {"stats_s": stats_s, "updates_s": updates_s, "stats": st}

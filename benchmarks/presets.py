@@ -9,6 +9,7 @@ its runs can only be written once those have finished (sweep.py resolves them).
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,11 +17,9 @@ from fractions import Fraction
 from benchmarks import ROOT
 from benchmarks.config import RunConfig
 from benchmarks.errors import UserError
-from benchmarks.metrics import count_macs
 from datasets import dataset_names
 from datasets.npz import PREFIX
 from methods import ALIASES, METHODS, make_method
-from methods.nets import NetSpec, build_network, parse_widths
 
 FROM_TINY = ()                     # the settings of `fs`: one run per finished `tiny` run of the sweep
 GROWN = ("tiny", "gradmax", "random")
@@ -52,23 +51,17 @@ def run_config(flags, out: str) -> RunConfig:
     return config_from_args(build_parser().parse_args(["run", *flags, "--out", out]))[0]
 
 
-def macs_of(arch: str, widths: str, input_shape: tuple[int, ...], num_classes: int) -> int:
-    """Inference MACs per sample of `arch` at `widths` (`run --widths` syntax): the growth budgets."""
-    return count_macs(build_network(NetSpec(arch, parse_widths(widths, arch), input_shape, num_classes)), input_shape)
-
-
-def ladder(description: str, seeds: tuple[int, ...], common: tuple[str, ...], arch: str, start: str,
-           widths: tuple[str, ...], input_shape: tuple[int, ...], num_classes: int,
-           growth: tuple[str, ...] = ()) -> Preset:
+def ladder(description: str, seeds: tuple[int, ...], common: tuple[str, ...], start: str,
+           widths: tuple[str, ...], growth: tuple[str, ...] = ()) -> Preset:
     """The benchmark's shape: `fixed` at each of `widths` (smallest first); tiny, gradmax and random grown
-    from `start` up to the MACs of each of those (`max_macs`), so that every growth point has a fixed
-    network of the same inference cost; fs from every tiny run; structured `prune` from the largest of
-    `widths` down to each smaller one (widths scale uniformly, so sparsity = 1 - smaller / largest)."""
-    budgets = [macs_of(arch, w, input_shape, num_classes) for w in widths]
-    grown = tuple(("--widths", start, "-o", f"max_macs={m}", *growth) for m in budgets)
+    from `start` to each of those as their target (`-o target=`), so that every growth run ends at the
+    widths of a fixed network, on the same schedule (`growth`: its -o flags); fs from every tiny run;
+    structured `prune` from the largest of `widths` down to each smaller one (widths scale uniformly,
+    so sparsity = 1 - smaller / largest). Every method trains for the same --epochs."""
+    grown = tuple(("--widths", start, "-o", f"target={w}", *growth) for w in widths)
     prune = tuple(("--widths", widths[-1], "-o", "structured=true",
                    "-o", f"sparsity={float(1 - scale(w) / scale(widths[-1]))}") for w in widths[:-1])
-    return Preset(description, seeds, ("--arch", arch, *common), {
+    return Preset(description, seeds, common, {
         "fixed": tuple(("--widths", w) for w in widths), **{m: grown for m in GROWN}, "fs": FROM_TINY,
         "prune": prune})
 
@@ -78,52 +71,63 @@ def scale(widths: str) -> Fraction:
     return Fraction(widths) if "/" in widths else Fraction(int(widths.split(",")[0]))
 
 
+def steps(n: int, every: float) -> tuple[str, ...]:
+    return ("-o", f"growth_steps={n}", "-o", f"grow_every={every}")
+
+
 def smoke() -> Preset:
     return ladder("CI-sized: every method on the 4-class synthetic task, MLP, 3 epochs, 2 seeds (CPU, minutes)",
-                  (0, 1), ("--dataset", "synthetic", "--epochs", "3", "--batch-size", "32"), "mlp", "1,1",
-                  ("4,4", "16,16"), (1, 4, 4), 4, growth=("-o", "min_samples=256", "-o", "grow_every=0.25"))
+                  (0, 1), ("--dataset", "synthetic", "--arch", "mlp", "--epochs", "3", "--batch-size", "32"), "1,1",
+                  ("4,4", "16,16"), growth=(*steps(4, 0.25), "-o", "min_samples=256"))
+
+
+# MNIST growth: 24 growth steps a quarter epoch apart (6 epochs), then 4 post-growth epochs. The last
+# hidden layer gains at most 9 units a step (the rank of a 10-class softmax gradient), so 128 needs
+# at least 15 productive steps from 1.
+MNIST_GROWTH = steps(24, 0.25)
 
 
 def paper_mnist() -> Preset:
-    # 87 runs, 45 of them growth runs: 1-6 min each on 2 shared cores, fixed/fs/prune under 30 s
-    return ladder("MNIST, MLP with 2 hidden layers, 10 epochs, 3 seeds (CPU: 1-3 h on 2 cores)",
-                  (0, 1, 2), ("--dataset", "mnist", "--epochs", "10"), "mlp", "1,1",
-                  ("8,8", "16,16", "32,32", "64,64", "128,128"), (1, 28, 28), 10)
+    return ladder("MNIST, MLP with 2 hidden layers, 10 epochs (growth 6, post-growth 4), 3 seeds (CPU: ~40 min "
+                  "on 2 cores)", (0, 1, 2), ("--dataset", "mnist", "--arch", "mlp", "--epochs", "10"), "1,1",
+                  ("8,8", "16,16", "32,32", "64,64", "128,128"), growth=MNIST_GROWTH)
 
 
 def paper_cifar(dataset: str, num_classes: int, start: str = "1/64") -> Preset:
-    # The paper's ResNet-18 settings: growth from 1/64 or 1/4 of the standard widths; `run`'s CIFAR
-    # training defaults (30 epochs, batch 256, SGD lr 0.05 cosine, crop + flip augmentation).
-    widths = ("1/32", "1/16", "1/8", "1/4", "1/2", "1/1")
-    return ladder(f"{dataset.upper()}, ResNet-18 from {start} of its widths, 30 epochs, 3 seeds (GPU)",
-                  (0, 1, 2), ("--dataset", dataset), "resnet18", start,
-                  tuple(w for w in widths if scale(w) > scale(start)), (3, 32, 32), num_classes)
+    # The authors' ResNet-18 schedules: from 1/64 of the standard widths, 21 growth steps (3, 3, 6, 6,
+    # 12, 12, 24, 24 channels per block a step, landing on 64/128/256/512); from 1/4, 8 steps to the
+    # standard widths; t = 0.25 epoch after each step, full k×k fan-out (TINY's default), then 250
+    # post-growth epochs. `run`'s CIFAR training otherwise (batch 256, SGD lr 0.05 cosine, crop + flip).
+    n = 21 if start == "1/64" else 8
+    epochs = str(math.ceil((n - 1) * 0.25) + 250)
+    return ladder(f"{dataset.upper()}, ResNet-18 from {start} of its widths to the standard widths in {n} growth "
+                  f"steps, then 250 post-growth epochs, 3 seeds (GPU)", (0, 1, 2),
+                  ("--dataset", dataset, "--arch", "resnet18", "--epochs", epochs), start, ("1/1",),
+                  growth=steps(n, 0.25))
 
 
-# TINY on a CPU: 512 images for the statistics (at 256 the split-half noise level hides every
-# direction, noise.py) and 256 for the line search, one growth step before training and one after each
-# of the first epochs, up to the standard widths. On ResNet-18 at 1/64 a statistics pass costs ~1.8
-# GFLOP an image (the patch Grams of the full-width residual stream: 8 blocks x 64²..512² x 25 shifts
-# x positions), ~18x the training FLOPs of an image: growth every quarter epoch of 5k images made
-# growth half of the wall-clock.
-CPU_RESNET_GROWTH = ("-o", "initial_steps=1", "-o", "min_samples=512", "-o", "max_samples=512",
-                     "-o", "line_search_samples=256", "-o", "grow_every=1", "-o", "max_width=standard")
+# TINY on a CPU: 512 images for the statistics and 256 for the line search; 4 growth steps an epoch
+# apart from 1/64 to 1/16 of the standard widths, then post-growth epochs. On ResNet-18 a statistics pass
+# costs ~1.8 GFLOP an image (the patch Grams of the full-width residual stream), ~18x an image's training.
+CPU_RESNET_GROWTH = ("-o", "min_samples=512", "-o", "max_samples=512", "-o", "line_search_samples=256",
+                     *steps(4, 1))
 
 
 def resnet18_subset() -> Preset:
-    # ~10-12 min per run on 2 idle cores: the fixed 1/64 network and TINY from it, same epochs. Train
-    # accuracy on 2000 images: on all 10k, evaluation took a quarter of a fixed run's wall-clock.
-    return Preset("CIFAR-10 (JPEG subset, 10k train images), ResNet-18: fixed at 1/64 of its widths and TINY "
-                  "grown from it, 6 epochs, 3 seeds (CPU: ~1 h)", (0, 1, 2),
+    # TINY from 1/64 to 1/16, FS from each TINY run, and the fixed network at the target, same epochs.
+    return Preset("CIFAR-10 (JPEG subset, 10k train images), ResNet-18: TINY from 1/64 to 1/16 of its widths "
+                  "(4 growth steps an epoch apart, then 3 post-growth epochs), FS, and fixed at 1/16; 6 epochs, "
+                  "5 seeds (CPU)", (0, 1, 2, 3, 4),
                   ("--dataset", CIFAR10_SUBSET, "--arch", "resnet18", "--epochs", "6", "--train-eval-samples", "2000"),
-                  {"fixed": (("--widths", "1/64"),), "tiny": (("--widths", "1/64", *CPU_RESNET_GROWTH),)})
+                  {"fixed": (("--widths", "1/16"),), "tiny": (("--widths", "1/64", "-o", "target=1/16",
+                                                               *CPU_RESNET_GROWTH),), "fs": FROM_TINY})
 
 
 def cifar10_subset() -> Preset:
-    # fixed VGG at 1/8 width: ~30 s per epoch on 2 busy CPU cores
     return ladder("CIFAR-10 (JPEG subset, 10k train images, ../shared/data), VGG from 1/64 of its widths, "
-                  "10 epochs, 3 seeds (CPU: hours)", (0, 1, 2), ("--dataset", CIFAR10_SUBSET, "--epochs", "10"),
-                  "vgg", "1/64", ("1/32", "1/16", "1/8"), (3, 32, 32), 10)
+                  "10 epochs, 3 seeds (CPU: hours)", (0, 1, 2),
+                  ("--dataset", CIFAR10_SUBSET, "--arch", "vgg", "--epochs", "10"), "1/64", ("1/32", "1/16", "1/8"),
+                  growth=steps(8, 0.5))
 
 
 PRESETS = {

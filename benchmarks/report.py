@@ -2,7 +2,9 @@
 hypervolumes, accuracy at matched budgets and Pareto plots, written into the results folder and logged
 to wandb. Everything but write_report is a pure function of DataFrames.
 
-- leaderboard: per dataset x method x setting, mean ± std (sample std, ddof=1) and n over seeds.
+- leaderboard: per dataset x method x setting, over seeds: n, mean, sample std (ddof=1) and the half-width
+  of the mean's 95% Student t interval, t(0.975, n - 1) * std / sqrt(n) (NaN for n = 1); below_target
+  counts the growth runs that ended short of their target widths (summary reached_target false).
 - hypervolume, per method and cost: the area, in (log10 cost, accuracy) coordinates, that the method's
   settings dominate, bounded by the fixed reference point (REFERENCE[cost], accuracy 0). It equals the
   integral over log10(budget), up to the reference cost, of the best mean accuracy the method reaches
@@ -12,12 +14,16 @@ to wandb. Everything but write_report is a pure function of DataFrames.
 - matched budgets: the budgets are the mean costs of the reference method's settings (`fixed`: one
   budget per width); per budget, each method's best mean accuracy among its settings whose mean cost
   does not exceed it.
+- paired differences, per tiny setting: TINY - FS over the fs runs retraining its runs (fs from_run = the
+  tiny run), TINY - fixed over the fixed runs at its target widths (its final widths where the summary has
+  no target_widths) with the same dataset and seed; mean, 95% t half-width and paired t-test p-value.
 """
 
 import math
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from benchmarks.results_table import METRICS, load
 
@@ -31,19 +37,30 @@ COSTS = {
 }
 REFERENCE_ACCURACY = 0.0
 MATCH_REFERENCE = "fixed"
+MATCHED_STATS = ("test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95", "below_target", "n")
+PAIRED = ["dataset", "setting", "comparison", "other_setting", "n", "difference_mean", "difference_ci95", "p_value"]
+
+
+def ci95(values: pd.Series) -> float:
+    """Half-width of the 95% Student t interval of the mean of `values` (NaN dropped), in their units;
+    NaN below two values."""
+    values = values.dropna()
+    return float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values)) if len(values) > 1 else math.nan
 
 
 def settings(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per dataset x method x setting: setting (label), n finished, failed, <metric>_mean/_std."""
+    """One row per dataset x method x setting: setting (label), n finished, failed, below_target (finished
+    runs that ended short of their target widths), <metric>_mean/_std/_ci95."""
     done = df[df["status"].isin(["finished", "failed"])]
     groups = done.groupby(GROUP, sort=False)
     out = groups["setting"].first().to_frame()
     out["n"] = groups["status"].agg(lambda s: int((s == "finished").sum()))
     out["failed"] = groups["status"].agg(lambda s: int((s == "failed").sum()))
+    out["below_target"] = groups["reached_target"].agg(lambda s: int(s.eq(False).sum()))   # <NA>: not counted
     finished = done[done["status"] == "finished"].groupby(GROUP, sort=False)[list(METRICS)]
-    stats = finished.agg(["mean", "std"])
-    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
-    return out.join(stats).reset_index()
+    summary = finished.agg(["mean", "std", ci95])
+    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
+    return out.join(summary).reset_index()
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +103,8 @@ def hypervolumes(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def matched_budgets(df: pd.DataFrame, reference: str = MATCH_REFERENCE) -> pd.DataFrame:
-    """Per dataset, cost and budget (a reference setting's mean cost), each method's best setting within it."""
+    """Per dataset, cost and budget (a reference setting's mean cost), each method's best setting within it:
+    its MATCHED_STATS."""
     s = settings(df)
     s = s[s["n"] > 0]
     rows = []
@@ -100,20 +118,57 @@ def matched_budgets(df: pd.DataFrame, reference: str = MATCH_REFERENCE) -> pd.Da
                     rows.append({"dataset": dataset, "cost": cost, "budget": budget[f"{cost}_mean"],
                                  "budget_setting": f"{reference} {budget['setting']}", "method": method,
                                  "setting": None if best is None else best["setting"],
-                                 **{k: math.nan if best is None else best[k]
-                                    for k in ("test_accuracy_mean", "test_accuracy_std", "n")}})
+                                 **{k: math.nan if best is None else best[k] for k in MATCHED_STATS}})
     return pd.DataFrame(rows, columns=["dataset", "cost", "budget", "budget_setting", "method", "setting",
-                                       "test_accuracy_mean", "test_accuracy_std", "n"])
+                                       *MATCHED_STATS])
+
+
+def pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished tiny runs next to their paired runs (module docstring), a row per pair: dataset, setting_key,
+    setting (the tiny run's), seed, comparison ('tiny - fs', 'tiny - fixed'), other_setting, and the test
+    accuracies tiny and other (fractions)."""
+    done = df[df["status"] == "finished"]
+    tiny = done[done["method"] == "tiny"].assign(target=lambda d: d["target_widths"].fillna(d["final_widths"]))
+    tiny = tiny[["run_id", "dataset", "setting_key", "setting", "seed", "target", "test_accuracy"]]
+    other = done[["method", "from_run", "dataset", "seed", "widths", "setting", "test_accuracy"]].rename(
+        columns={"setting": "other_setting", "test_accuracy": "other"})
+    fs = tiny.merge(other[other["method"] == "fs"].drop(columns=["dataset", "seed"]), left_on="run_id",
+                    right_on="from_run")
+    fixed = tiny.merge(other[other["method"] == "fixed"], left_on=["dataset", "seed", "target"],
+                       right_on=["dataset", "seed", "widths"])
+    both = pd.concat([fs, fixed], ignore_index=True).rename(columns={"test_accuracy": "tiny"})
+    both["comparison"] = "tiny - " + both["method"]
+    return both.dropna(subset=["tiny", "other"])
+
+
+def paired_differences(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, tiny setting, comparison and other setting: n pairs, the mean of tiny - other test
+    accuracy (fraction), its 95% t half-width and the p-value of a paired t-test (NaN for n = 1)."""
+    rows = []
+    keys = ["dataset", "setting_key", "comparison", "other_setting"]
+    for (dataset, _, comparison, other_setting), g in pairs(df).groupby(keys):
+        difference = g["tiny"] - g["other"]
+        rows.append({"dataset": dataset, "setting": g["setting"].iloc[0], "comparison": comparison,
+                     "other_setting": other_setting, "n": len(g), "difference_mean": difference.mean(),
+                     "difference_ci95": ci95(difference),
+                     "p_value": stats.ttest_rel(g["tiny"], g["other"]).pvalue if len(g) > 1 else math.nan})
+    return pd.DataFrame(rows, columns=PAIRED)
 
 
 # ---- text ---------------------------------------------------------------------------------------------
 
 
-def accuracy_text(mean: float, std: float) -> str:
-    """0.98123, 0.00123 -> '98.12 ± 0.12' (percent); no ± for a single seed; '–' for none."""
+def accuracy_text(mean: float, half: float, below: float = 0) -> str:
+    """0.98123, 0.00123 -> '98.12 ± 0.12' (percent; ± the 95% t half-width, '–' for a single seed), '–'
+    for none; ' †k' where k runs ended below their target widths."""
     if math.isnan(mean):
         return "–"
-    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
+    return f"{100 * mean:.2f} ± {percent_text(half)}" + (f" †{below:.0f}" if below > 0 else "")
+
+
+def percent_text(value: float) -> str:
+    """A fraction (accuracy, its std or half-width) in percent (points); '–' for NaN (e.g. one seed or pair)."""
+    return "–" if math.isnan(value) else f"{100 * value:.2f}"
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
@@ -127,29 +182,60 @@ def cost_text(cost: str, value: float) -> str:
     return f"{value:,.0f}" if cost == "params" else f"{value:.1f}" if cost == "wall_clock_s" else f"{value:.3g}"
 
 
-def markdown(board: pd.DataFrame, hv: pd.DataFrame, matched: pd.DataFrame) -> str:
-    """The three tables as one markdown document."""
-    header = ["dataset", "method", "setting", "n", "failed", "test acc. (%)", *(name for name, _ in COSTS.values())]
-    rows = [[r.dataset, r.method, r.setting, r.n, r.failed, accuracy_text(r.test_accuracy_mean, r.test_accuracy_std),
+def leaderboard_markdown(board: pd.DataFrame) -> list[str]:
+    header = ["dataset", "method", "setting", "n", "failed", "test acc. (%)", "std (%)",
+              *(name for name, _ in COSTS.values())]
+    rows = [[r.dataset, r.method, r.setting, r.n, r.failed,
+             accuracy_text(r.test_accuracy_mean, r.test_accuracy_ci95, r.below_target),
+             percent_text(r.test_accuracy_std),
              *(cost_text(c, getattr(r, f"{c}_mean")) for c in COSTS)] for r in board.itertuples()]
-    parts = ["# Leaderboard", "", "Mean ± std over seeds (n finished, failed: runs whose last attempt failed); "
-             "costs are means.", "", markdown_table(header, rows), "",
-             "## Hypervolume", "", "Accuracy x decades of cost dominated by each method's settings, against the "
-             "reference point (accuracy 0, cost " + ", ".join(f"{name} {ref:.0e}" for name, ref in COSTS.values())
-             + "); larger is better (benchmarks/report.py).", "",
-             markdown_table(["dataset", "method", "settings", *(name for name, _ in COSTS.values())],
-                            [[r.dataset, r.method, r.settings, *(f"{getattr(r, f'hv_{c}'):.3f}" for c in COSTS)]
-                             for r in hv.itertuples()])]
+    below = int(board["below_target"].sum())
+    note = ["", f"† {below} runs ended below their target widths (†k: k of that setting's runs; why: short_of_target "
+            "in their summary.json)."] if below else []
+    return ["# Leaderboard", "", "Test accuracy: mean ± half-width of the 95% Student t interval over seeds, in "
+            "every table below (– for one seed); std: sample std over seeds; n finished, failed: runs whose "
+            "last attempt failed; costs are means.", "", markdown_table(header, rows), *note]
+
+
+def hypervolume_markdown(hv: pd.DataFrame) -> list[str]:
+    return ["", "## Hypervolume", "", "Accuracy x decades of cost dominated by each method's settings, against the "
+            "reference point (accuracy 0, cost " + ", ".join(f"{name} {ref:.0e}" for name, ref in COSTS.values())
+            + "); larger is better (benchmarks/report.py).", "",
+            markdown_table(["dataset", "method", "settings", *(name for name, _ in COSTS.values())],
+                           [[r.dataset, r.method, r.settings, *(f"{getattr(r, f'hv_{c}'):.3f}" for c in COSTS)]
+                            for r in hv.itertuples()])]
+
+
+def matched_markdown(matched: pd.DataFrame) -> list[str]:
+    parts = []
     for (dataset, cost), g in matched.groupby(["dataset", "cost"], sort=False):
         methods = list(dict.fromkeys(g["method"]))
-        cells = {(r.budget_setting, r.method): accuracy_text(r.test_accuracy_mean, r.test_accuracy_std)
-                 for r in g.itertuples()}
+        cells = {(r.budget_setting, r.method): accuracy_text(r.test_accuracy_mean, r.test_accuracy_ci95,
+                                                             r.below_target) for r in g.itertuples()}
         budgets = g.drop_duplicates("budget_setting")
         parts += ["", f"## {dataset}: test accuracy (%) at matched {COSTS[cost][0]}", "",
                   markdown_table(["budget", *methods],
                                  [[f"{b.budget_setting}: {cost_text(cost, b.budget)}",
                                    *(cells[b.budget_setting, m] for m in methods)] for b in budgets.itertuples()])]
-    return "\n".join(parts) + "\n"
+    return parts
+
+
+def paired_markdown(paired: pd.DataFrame) -> list[str]:
+    rows = [[r.dataset, r.setting, r.comparison, r.other_setting, r.n,
+             f"{100 * r.difference_mean:+.2f} ± {percent_text(r.difference_ci95)}",
+             "–" if math.isnan(r.p_value) else f"{r.p_value:.3g}"] for r in paired.itertuples()]
+    table = markdown_table(["dataset", "tiny setting", "comparison", "against", "n pairs", "difference (points)",
+                            "p"], rows) if rows else "No tiny run has a paired fs or fixed run."
+    return ["", "## Paired differences", "", "TINY - FS: an fs run retrains a tiny run's final widths from scratch "
+            "(paired by from_run); TINY - fixed: a fixed run at the tiny run's target widths, same dataset and "
+            "seed. Test accuracy in percentage points, mean ± 95% t half-width over the pairs; p: paired t-test "
+            "(scipy.stats.ttest_rel), – for one pair.", "", table]
+
+
+def markdown(board: pd.DataFrame, hv: pd.DataFrame, matched: pd.DataFrame, paired: pd.DataFrame) -> str:
+    """The four tables as one markdown document."""
+    return "\n".join([*leaderboard_markdown(board), *hypervolume_markdown(hv), *matched_markdown(matched),
+                      *paired_markdown(paired)]) + "\n"
 
 
 # ---- writing ------------------------------------------------------------------------------------------
@@ -157,20 +243,20 @@ def markdown(board: pd.DataFrame, hv: pd.DataFrame, matched: pd.DataFrame) -> st
 
 def write_report(results: Path, wandb_mode: str = "offline", project: str = "growbench",
                  entity: str | None = None) -> list[Path]:
-    """Reads results/runs; writes leaderboard.{csv,md}, hypervolume.csv, matched_budgets.csv and
+    """Reads results/runs; writes leaderboard.{csv,md}, hypervolume.csv, matched_budgets.csv, paired.csv and
     plots/pareto-<dataset>.{png,svg} into `results`; logs tables and plots to wandb. Returns the paths."""
     import matplotlib.pyplot as plt
 
     from benchmarks.plots import pareto_figure
 
     df = load(results)
-    board, hv, matched = leaderboard(df), hypervolumes(df), matched_budgets(df)
-    tables = {"leaderboard": board, "hypervolume": hv, "matched_budgets": matched}
+    board, hv, matched, paired = leaderboard(df), hypervolumes(df), matched_budgets(df), paired_differences(df)
+    tables = {"leaderboard": board, "hypervolume": hv, "matched_budgets": matched, "paired": paired}
     paths = []
     for name, t in tables.items():
         t.to_csv(results / f"{name}.csv", index=False)
         paths.append(results / f"{name}.csv")
-    (results / "leaderboard.md").write_text(markdown(board, hv, matched))
+    (results / "leaderboard.md").write_text(markdown(board, hv, matched, paired))
     paths.append(results / "leaderboard.md")
     images = {}
     (results / "plots").mkdir(exist_ok=True)

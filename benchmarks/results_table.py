@@ -60,22 +60,31 @@ def flatten(config: dict) -> dict:
     return flat
 
 
+def widths_text(widths) -> str | None:
+    """[8, 16] -> '8,16' (the form of the table's widths columns); None stays None."""
+    return None if widths is None else ",".join(map(str, widths))
+
+
 def table(records: list[Record]) -> pd.DataFrame:
     """One row per run: id, method, dataset, seed, status, error, from_run, widths (starting), options,
-    setting (label), setting_key (what identifies a setting), METRICS."""
+    setting (label), setting_key (what identifies a setting), METRICS, and from growth runs' summaries
+    final_widths, target_widths and reached_target (nullable boolean: <NA> where the summary predates it)."""
     rows = []
     for r in records:
         s = r.summary or {}
         rows.append({"run_id": r.run_id, "method": r.config["method"], "dataset": dataset_label(r.config["dataset"]),
                      "seed": r.config["seed"], "status": r.status, "error": r.error,
                      "from_run": r.config.get("options", {}).get("from_run"),
-                     "widths": ",".join(map(str, r.config["widths"])),
+                     "widths": widths_text(r.config["widths"]),
                      "options": {k: v for k, v in r.config.get("options", {}).items() if k != "from_run"},
                      "setting_key": json.dumps(flatten(r.config), sort_keys=True),
-                     **{m: s.get(m) for m in METRICS}})
+                     **{m: s.get(m) for m in METRICS}, "final_widths": widths_text(s.get("widths")),
+                     "target_widths": widths_text(s.get("target_widths")), "reached_target": s.get("reached_target")})
     df = pd.DataFrame(rows, columns=["run_id", "method", "dataset", "seed", "status", "error", "from_run",
-                                     "widths", "options", "setting_key", *METRICS])
+                                     "widths", "options", "setting_key", *METRICS, "final_widths", "target_widths",
+                                     "reached_target"])
     df[list(METRICS)] = df[list(METRICS)].astype(float)
+    df["reached_target"] = df["reached_target"].astype("boolean")
     df["setting"] = labels(df)
     # fs: the setting of its source run (whose final widths, its own widths, vary by seed)
     source = df.set_index("run_id")[["method", "setting", "setting_key"]]

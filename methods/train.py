@@ -21,22 +21,36 @@ class Trainer:
         self.model, self.data, self.cfg, self.tracker = model, data, cfg, tracker
         self.epochs = cfg.epochs if epochs is None else epochs   # length of the LR schedule
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
-        self.optimizer = create_optimizer_v2(model, opt=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
-                                             weight_decay=cfg.weight_decay)
-        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=cfg.scheduler, num_epochs=self.epochs,
-                                                warmup_epochs=cfg.warmup_epochs, step_on_epochs=False,
-                                                updates_per_epoch=self.steps_per_epoch)
+        self.step = self.epoch = 0
+        self.restart(self.epochs * self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(seed)  # batch order and augmentation
         # Train accuracy on a seeded random subset (its own generator: training draws nothing less):
         # the first n samples of a class-sorted set (the CIFAR-10 JPEG subset) would be two classes.
         n_train, n_eval = len(data.y_train), cfg.train_eval_samples
         self.train_eval_idx = (torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:n_eval].sort()
                                .values.to(data.y_train.device) if n_eval < n_train else None)
-        self.step = self.epoch = 0
         self.train_flops = 0.0    # FLOPs of training steps so far
         self._macs = {}           # widths -> MACs per sample (fvcore trace is slow; widths change rarely)
         self.bar = tqdm(total=self.epochs * self.steps_per_epoch, unit="step", disable=None, leave=False,
                         dynamic_ncols=True)
+
+    def restart(self, steps: int, scheduler: str | None = None, lr: float | None = None,
+                momentum: float | None = None) -> None:
+        """A new optimizer (no momentum carried over) and LR schedule over the next `steps` optimizer
+        steps: at the start, and for a growth run's post-growth phase at its final widths.
+        scheduler: a timm name, default the config's ("none": the peak LR throughout); lr and momentum
+        default to the config's."""
+        cfg = self.cfg
+        plain = momentum == 0   # timm's "sgd" is Nesterov, which needs momentum: plain SGD is "momentum"
+        self.optimizer = create_optimizer_v2(self.model, opt="momentum" if plain else cfg.optimizer,
+                                             lr=cfg.lr if lr is None else lr,
+                                             momentum=cfg.momentum if momentum is None else momentum,
+                                             weight_decay=cfg.weight_decay)
+        # The schedule counted in optimizer steps (one "epoch" an update), so it may start mid-epoch.
+        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=scheduler or cfg.scheduler, num_epochs=steps,
+                                                warmup_epochs=cfg.warmup_epochs * self.steps_per_epoch,
+                                                step_on_epochs=False, updates_per_epoch=1)
+        self.schedule_start = self.step
 
     def macs(self) -> int:
         widths = self.model.widths
@@ -66,7 +80,7 @@ class Trainer:
                     self.optimizer.step()
                     self.step += 1
                     if self.scheduler is not None:
-                        self.scheduler.step_update(num_updates=self.step)
+                        self.scheduler.step_update(num_updates=self.step - self.schedule_start)
                     self.train_flops += flops_per_sample * len(y)
                     total += loss.detach() * len(y)
                     seen += len(y)

@@ -7,12 +7,11 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
 from methods.growth.step import Proposal, apply
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network
-from methods.tiny import TinyChooser, split_bias
+from methods.tiny import TinyChooser, TinyConfig, split_bias
 
 DT = torch.float64
 SIZE_ATTRS = ("num_features", "in_features", "out_features", "in_channels", "out_channels")
@@ -38,11 +37,12 @@ def make_data(n=256, d_in=8, classes=4, seed=1, teacher=True):
     return x, y
 
 
-def tiny_proposal(model, x, y, pair_index, k=3, significance=0.0):
+def tiny_proposal(model, x, y, pair_index, k=3, significance=0.0, move=True):
     pair = model.growable_pairs()[pair_index]
     st, _, _ = collect(model, [pair], x, y)
-    p = TinyChooser(GrowthConfig(significance=significance)).propose(pair, st[pair.name], k, torch.Generator())
-    assert p is not None and p.k == k
+    chooser = TinyChooser(TinyConfig(significance=significance, move_existing=move))
+    p = chooser.propose(pair, st[pair.name], k, torch.Generator())
+    assert p is not None and 1 <= p.k <= k   # fewer only beyond the rank of N (a linear net's last pair)
     return p, st[pair.name]
 
 

@@ -234,7 +234,7 @@ RUNNER = dict(device="cpu", wandb="disabled")
 def grown_run(out):
     config = RunConfig(method="random", dataset="synthetic", arch="mlp", widths=(1, 1), seed=0,
                        train=TrainConfig(epochs=2, batch_size=64, lr=0.07),
-                       options={"grow_every": 0.5, "max_neurons": 3, "initial_steps": 1})
+                       options={"grow_every": 0.5, "growth_steps": 3, "target": "4,4"})
     return run(config, RunnerConfig(out=str(out), **RUNNER))
 
 

@@ -14,12 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.growth.schedule import GrowthConfig
 from methods.growth.stats import collect
 from methods.growth.step import Proposal, apply, trial
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network
-from methods.tiny import TinyChooser, split_bias
+from methods.tiny import TinyChooser, TinyConfig, split_bias
 from tests.growth_fixtures import (
     DT,
     assert_same,
@@ -44,7 +43,7 @@ def test_gamma_zero_leaves_function_unchanged(act, pair_index):
         before = model(x)
     widths = model.widths
     apply(p, 0.0)
-    assert model.widths[pair_index] == widths[pair_index] + 3
+    assert model.widths[pair_index] == widths[pair_index] + p.k
     with torch.no_grad():
         after = model(x)
     torch.testing.assert_close(after, before, rtol=1e-13, atol=1e-14)
@@ -138,13 +137,13 @@ def test_chooser_without_the_move_proposes_the_neurons_alone(act):
     x, y = make_data(n=256, seed=3)
     pair = model.growable_pairs()[1]
     st = collect(model, [pair], x, y)[0][pair.name]
-    p = TinyChooser(GrowthConfig(significance=0.0, move_existing=False)).propose(pair, st, 3, torch.Generator())
-    ref = solution_proposal(pair, st, 3, move=False)
+    p = TinyChooser(TinyConfig(significance=0.0, move_existing=False)).propose(pair, st, 3, torch.Generator())
+    ref = solution_proposal(pair, st, p.k, move=False)   # p.k: the rank of N
     assert p.dW is None and p.dW_bias is None
     torch.testing.assert_close(p.fan_in, ref.fan_in)
     torch.testing.assert_close(p.fan_out, ref.fan_out)
     assert p.predicted == pytest.approx(ref.predicted, rel=1e-12)
-    with_move = TinyChooser(GrowthConfig(significance=0.0)).propose(pair, st, 3, torch.Generator())
+    with_move = TinyChooser(TinyConfig(significance=0.0, move_existing=True)).propose(pair, st, 3, torch.Generator())
     assert with_move.predicted - p.predicted == pytest.approx(solve(st, 3, significance=0.0).fo_w, rel=1e-9)
     gamma = 0.01
     fd = (full_loss(model, x, y) - full_loss(grown_copy(model, p, gamma), x, y)) / gamma ** 2

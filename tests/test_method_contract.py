@@ -13,7 +13,7 @@ from benchmarks.metrics import count_macs, count_params
 from methods import METHODS
 from methods.nets import NetSpec, build_network
 
-GROWTH = {"min_samples": 128, "max_samples": 256, "grow_every": 0.5, "max_neurons": 3, "initial_steps": 2}
+GROWTH = {"min_samples": 128, "max_samples": 256, "grow_every": 0.5, "growth_steps": 3, "target": "4,3"}
 # method name -> [(starting widths, options), ...]: every registered method, some in two variants
 CASES = {
     "fixed": [((6, 5), {})],

@@ -1,6 +1,7 @@
-"""Reports from hand-built run folders: the results table, leaderboard mean ± std and n, hypervolume against a
-hand computation, Pareto fronts, accuracy at matched budgets, the plots, and the leaderboard as a wandb Table
-in the offline run's files."""
+"""Reports from hand-built run folders: the results table, leaderboard mean ± std, 95% t-interval and n,
+hypervolume against a hand computation, Pareto fronts, accuracy at matched budgets, paired differences and the
+below-target mark against closed forms, the plots, and the leaderboard as a wandb Table in the offline run's
+files."""
 
 import json
 import math
@@ -14,19 +15,25 @@ from benchmarks.errors import UserError
 from benchmarks.records import run_id, write_json_atomic
 from benchmarks.report import (
     COSTS,
+    ci95,
     hypervolume,
     hypervolumes,
     leaderboard,
     markdown,
     matched_budgets,
+    paired_differences,
     pareto_front,
     write_report,
 )
 from benchmarks.results_table import load
 
+T_2, T_1 = 4.302652729911275, 12.706204736174707   # t(0.975) at 2 and 1 degrees of freedom, from tables
 
-def make_run(runs: Path, method, seed, accuracy=None, flops=100.0, widths=(8,), failed=None, **options) -> str:
-    """A run folder as the harness leaves it: finished (accuracy given), failed, or unfinished (neither)."""
+
+def make_run(runs: Path, method, seed, accuracy=None, flops=100.0, widths=(8,), failed=None, summary=None,
+             **options) -> str:
+    """A run folder as the harness leaves it: finished (accuracy given; `summary`: more entries), failed, or
+    unfinished (neither)."""
     config = RunConfig(method, "npz:/data/digits.npz", "mlp", widths, seed, TrainConfig(epochs=2), options)
     folder = runs / run_id(config.to_dict())
     folder.mkdir(parents=True)
@@ -35,7 +42,7 @@ def make_run(runs: Path, method, seed, accuracy=None, flops=100.0, widths=(8,), 
         write_json_atomic(folder / "summary.json", {
             "test_accuracy": accuracy, "train_accuracy": 1.0, "flops": flops, "params": flops / 2,
             "params_nonzero": flops / 2, "train_flops": 1000 * flops + seed, "growth_flops": 0.0,
-            "wall_clock_s": 10.0 + seed, "status": "finished"})
+            "wall_clock_s": 10.0 + seed, "status": "finished", **(summary or {})})
     if failed:
         write_json_atomic(folder / "failed.json", {"error": failed, "traceback": ""})
     return folder.name
@@ -135,16 +142,18 @@ def test_matched_budgets(table):
 
 
 def test_markdown(table):
-    text = markdown(leaderboard(table), hypervolumes(table), matched_budgets(table))
-    assert "| digits | fixed | widths=8 | 3 | 0 | 92.00 ± 2.00 | 100 | 50 | 1e+05 | 11.0 |" in text
-    assert "| digits | fixed | widths=32 | 2 | 1 | 96.00 ± 1.41 |" in text
-    assert "| fixed widths=8: 100 | 92.00 ± 2.00 | – | 94.00 ± 1.41 |" in text   # matched FLOPs: fixed, fs, tiny
+    text = markdown(leaderboard(table), hypervolumes(table), matched_budgets(table), paired_differences(table))
+    # ± the 95% t half-width: 4.30 x 2.00 / sqrt(3) = 4.97 at n = 3, 12.71 x 1.41 / sqrt(2) = 12.71 at n = 2
+    assert "| digits | fixed | widths=8 | 3 | 0 | 92.00 ± 4.97 | 2.00 | 100 | 50 | 1e+05 | 11.0 |" in text
+    assert "| digits | fixed | widths=32 | 2 | 1 | 96.00 ± 12.71 | 1.41 |" in text
+    assert "| fixed widths=8: 100 | 92.00 ± 4.97 | – | 94.00 ± 12.71 |" in text   # matched FLOPs: fixed, fs, tiny
+    assert "95% Student t interval over seeds" in text and "†" not in text
 
 
 def test_report_writes_tables_plots_and_the_wandb_table(results, table):
     paths = write_report(results, "offline")
     names = sorted(p.relative_to(results).as_posix() for p in paths)
-    assert names == ["hypervolume.csv", "leaderboard.csv", "leaderboard.md", "matched_budgets.csv",
+    assert names == ["hypervolume.csv", "leaderboard.csv", "leaderboard.md", "matched_budgets.csv", "paired.csv",
                      "plots/pareto-digits.png", "plots/pareto-digits.svg"]
     assert (results / "plots/pareto-digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in (results / "plots/pareto-digits.svg").read_text()[:1000]
@@ -177,6 +186,94 @@ def test_pareto_figure(table):
     assert {(100.0, 400.0), (90.0, 380.0), (380.0,)} <= steps
     legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
     assert legend == ["tiny", "fs", "fixed"]   # TINY first, then the fixed order of benchmarks/plots.py
+
+
+@pytest.fixture(scope="module")
+def paired_results(tmp_path_factory) -> Path:
+    """Growth runs with the newer summary entries and the runs they pair with, or must not pair with."""
+    results = tmp_path_factory.mktemp("paired")
+    runs = results / "runs"
+    grown = {}
+    for seed, (acc, reached) in enumerate([(0.96, True), (0.95, True), (0.97, False)]):
+        final = [32] if reached else [30]
+        grown[seed] = make_run(runs, "tiny", seed, acc, widths=(1,), max_macs=200, summary={
+            "widths": final, "target_widths": [32], "reached_target": reached, "growth_epochs": 1.0,
+            "post_growth_epochs": 1.0, "short_of_target": {} if reached else {"0": "width 30 of 32: no units"}})
+    # an older summary: no target entries, so the final widths stand for the target
+    old = [make_run(runs, "tiny", seed, acc, widths=(1,), max_macs=50, summary={"widths": final})
+           for seed, (acc, final) in enumerate([(0.93, [8]), (0.94, [12])])]
+    for seed, acc in enumerate((0.91, 0.93)):
+        make_run(runs, "fs", seed, acc, widths=(32,), from_run=grown[seed])
+    make_run(runs, "fs", 0, 0.90, widths=(8,), from_run=old[0])        # seed 0, but from the other tiny setting
+    for seed, acc in enumerate((0.94, 0.95, 0.93, 0.99)):              # seed 3: no tiny run
+        make_run(runs, "fixed", seed, acc, widths=(32,))
+    for seed in (0, 1):
+        make_run(runs, "fixed", seed, 0.5, widths=(16,))               # no tiny run targets 16
+    make_run(runs, "fixed", 0, 0.92, widths=(8,))
+    return results
+
+
+def test_ci95_is_the_t_interval_half_width(table):
+    assert ci95(pd.Series([0.90, 0.92, 0.94])) == pytest.approx(T_2 * 0.02 / math.sqrt(3))
+    assert ci95(pd.Series([0.95, 0.97, math.nan])) == pytest.approx(T_1 * math.sqrt(2 * 0.01 ** 2) / math.sqrt(2))
+    assert math.isnan(ci95(pd.Series([0.9]))) and math.isnan(ci95(pd.Series([0.9, math.nan])))
+    board = leaderboard(table)
+    assert row(board, "fixed", "widths=8")["test_accuracy_ci95"] == pytest.approx(T_2 * 0.02 / math.sqrt(3))
+    assert row(board, "fixed", "widths=8")["flops_ci95"] == 0                 # every metric has its interval
+    assert row(board, "fixed", "widths=8")["test_accuracy_std"] == pytest.approx(0.02)   # std kept
+
+
+def test_paired_differences_pair_by_from_run_and_target_widths(paired_results):
+    paired = paired_differences(load(paired_results))
+    got = paired.set_index(["setting", "comparison"])
+    assert sorted(got.index) == [("max_macs=200", "tiny - fixed"), ("max_macs=200", "tiny - fs"),
+                                 ("max_macs=50", "tiny - fixed"), ("max_macs=50", "tiny - fs")]
+    fixed = got.loc[("max_macs=200", "tiny - fixed")]   # seeds 0-2 at widths 32: 0.02, 0.00, 0.04
+    assert (fixed["other_setting"], fixed["n"]) == ("widths=32", 3)
+    assert fixed["difference_mean"] == pytest.approx(0.02)
+    assert fixed["difference_ci95"] == pytest.approx(T_2 * 0.02 / math.sqrt(3))
+    assert fixed["p_value"] == pytest.approx(1 - math.sqrt(3 / 5))   # t = sqrt(3), 2 df: 1 - t / sqrt(2 + t^2)
+    fs = got.loc[("max_macs=200", "tiny - fs")]         # 0.96 - 0.91, 0.95 - 0.93; not the fs run from max_macs=50
+    assert (fs["other_setting"], fs["n"]) == ("from tiny max_macs=200", 2)
+    assert fs["difference_mean"] == pytest.approx(0.035)
+    assert fs["difference_ci95"] == pytest.approx(T_1 * 0.015)     # std 0.03 / sqrt(2), over sqrt(2)
+    assert fs["p_value"] == pytest.approx(1 - 2 / math.pi * math.atan(0.035 / 0.015))   # 1 df: Cauchy
+    one = got.loc[("max_macs=50", "tiny - fixed")]      # seed 0's final widths 8; seed 1's (12): no fixed run
+    assert (one["other_setting"], one["n"], one["difference_mean"]) == ("widths=8", 1, pytest.approx(0.01))
+    assert math.isnan(one["difference_ci95"]) and math.isnan(one["p_value"])
+    assert got.loc[("max_macs=50", "tiny - fs"), "difference_mean"] == pytest.approx(0.03)
+
+
+def test_below_target_mark(paired_results):
+    df = load(paired_results)
+    board = leaderboard(df)
+    assert row(board, "tiny", "max_macs=200")["below_target"] == 1
+    assert row(board, "tiny", "max_macs=50")["below_target"] == 0        # older summaries: unknown, not counted
+    assert board.loc[board["method"] != "tiny", "below_target"].eq(0).all()
+    text = markdown(board, hypervolumes(df), matched_budgets(df), paired_differences(df))
+    assert "| digits | tiny | max_macs=200 | 3 | 0 | 96.00 ± 2.48 †1 | 1.00 |" in text
+    assert "† 1 runs ended below their target widths" in text
+    assert "| digits | fs | from tiny max_macs=50 | 1 | 0 | 90.00 ± – | – |" in text   # one seed: no interval
+    assert "| digits | max_macs=200 | tiny - fixed | widths=32 | 3 | +2.00 ± 4.97 | 0.225 |" in text
+
+
+def test_old_summaries_still_report(results, table):
+    assert table["reached_target"].isna().all() and table["target_widths"].isna().all()
+    assert leaderboard(table)["below_target"].eq(0).all()
+    paired = paired_differences(table)   # fs pairs by from_run; no widths in the summaries: no fixed pair
+    assert paired["comparison"].tolist() == ["tiny - fs"]
+    assert paired["difference_mean"].iloc[0] == pytest.approx(0.04)   # 0.96 - 0.91, 0.96 - 0.93
+    assert "No tiny run has a paired" not in markdown(leaderboard(table), hypervolumes(table),
+                                                      matched_budgets(table), paired)
+
+
+def test_report_writes_paired_csv(paired_results):
+    write_report(paired_results, "disabled")
+    csv = pd.read_csv(paired_results / "paired.csv")
+    assert list(csv.columns) == ["dataset", "setting", "comparison", "other_setting", "n", "difference_mean",
+                                 "difference_ci95", "p_value"]
+    assert sorted(csv["n"]) == [1, 1, 2, 3]
+    assert "## Paired differences" in (paired_results / "leaderboard.md").read_text()
 
 
 def test_empty_results_is_one_line_error(tmp_path, capsys):

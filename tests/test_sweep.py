@@ -59,17 +59,21 @@ def test_presets_name_every_method():
     smoke, mnist = PRESETS["smoke"](), PRESETS["paper-mnist"]()
     assert set(smoke.settings) == set(mnist.settings) == ALL_METHODS
     assert mnist.seeds == (0, 1, 2) and "mnist" in mnist.common
-    # growth budgets are the fixed widths' MACs: mlp 784 -> 8 -> 8 -> 10 = 6272 + 64 + 80
-    assert ("--widths", "1,1", "-o", "max_macs=6416") in mnist.settings["tiny"]
+    # every growth run's target is a fixed network's widths, on one schedule
+    assert ("--widths", "1,1", "-o", "target=8,8", "-o", "growth_steps=24", "-o", "grow_every=0.25") \
+        in mnist.settings["tiny"]
+    assert mnist.settings["gradmax"] == mnist.settings["random"] == mnist.settings["tiny"]
     assert ("--widths", "128,128", "-o", "structured=true", "-o", "sparsity=0.9375") in mnist.settings["prune"]
-    # the paper's two ResNet-18 starts; the fixed ladder is above the start
-    quarter = PRESETS["paper-cifar10-from-quarter"]()
-    assert quarter.settings["fixed"] == (("--widths", "1/2"), ("--widths", "1/1"))
-    assert all(s[:2] == ("--widths", "1/4") for s in quarter.settings["tiny"])
-    assert PRESETS["paper-cifar100"]().settings["tiny"][0][:2] == ("--widths", "1/64")
-    # the CPU ResNet preset: the same 1/64 network fixed and grown, nothing else
+    # the authors' ResNet-18 schedules: 21 steps from 1/64, 8 from 1/4, then 250 post-growth epochs
+    quarter, full = PRESETS["paper-cifar10-from-quarter"](), PRESETS["paper-cifar100"]()
+    assert quarter.settings["fixed"] == (("--widths", "1/1"),)
+    assert quarter.settings["tiny"][0][:4] == ("--widths", "1/4", "-o", "target=1/1")
+    assert "growth_steps=8" in quarter.settings["tiny"][0] and "growth_steps=21" in full.settings["tiny"][0]
+    assert full.common[full.common.index("--epochs") + 1] == "255"   # 20 x 0.25 growth epochs + 250
+    # the CPU ResNet preset: TINY from 1/64 to 1/16, its FS, and the fixed network at 1/16
     cpu = PRESETS["resnet18-subset"]()
-    assert set(cpu.settings) == {"fixed", "tiny"} and cpu.settings["fixed"] == (("--widths", "1/64"),)
+    assert set(cpu.settings) == {"fixed", "tiny", "fs"} and cpu.settings["fixed"] == (("--widths", "1/16"),)
+    assert cpu.seeds == (0, 1, 2, 3, 4)
 
 
 def test_unknown_names_fail_before_anything_runs(tmp_path, capsys, monkeypatch):

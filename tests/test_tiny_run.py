@@ -1,21 +1,28 @@
-"""TINY end to end through the harness on the synthetic task: it grows, records every growth event,
-and is deterministic on CPU for a seed."""
+"""Growth runs end to end through the harness on the synthetic tasks: the shared schedule lands on the
+target widths (MLP, VGG, ResNet pairs), gives each pair K = ⌈(target − width) / steps left⌉ units a step,
+then a post-growth phase with its own optimizer; TINY records every growth event and is deterministic."""
 
 import json
+import math
 
 import pytest
 
 from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
+from benchmarks.errors import UserError
 from benchmarks.harness import run
+from benchmarks.metrics import count_macs
+from methods.growth.schedule import GrowthConfig, target_widths, units_now
+from methods.nets import NetSpec, build_network
 
-EVENT_KEYS = {"layer", "added", "gamma", "predicted_decrease", "loss_before", "loss_after", "widths",
+EVENT_KEYS = {"layer", "added", "target", "gamma", "predicted_decrease", "loss_before", "loss_after", "widths",
               "bottleneck_before", "bottleneck_after", "stats_s", "solve_s", "line_search_s", "n_stat_samples",
-              "stats_gflop", "stats_gflop_per_s", "lambdas", "threshold"}
+              "stats_gflop", "stats_gflop_per_s", "lambdas", "threshold", "growth_step", "scale_in", "scale_out"}
 
 
-def tiny_run(tmp_path, seed=0, **options):
-    config = RunConfig(method="tiny", dataset="synthetic", arch="mlp", widths=(1, 1), seed=seed,
-                       train=TrainConfig(epochs=4, batch_size=32, lr=0.05),
+def growth_run(tmp_path, method="tiny", seed=0, dataset="synthetic", arch="mlp", widths=(1, 1), epochs=4,
+               **options):
+    config = RunConfig(method=method, dataset=dataset, arch=arch, widths=widths, seed=seed,
+                       train=TrainConfig(epochs=epochs, batch_size=32, lr=0.05),
                        options={"min_samples": 256, "grow_every": 0.25, **options})
     summary, record, _ = run(config, RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled"))
     history = [json.loads(line) for line in (record.path / "history.jsonl").read_text().splitlines()]
@@ -24,66 +31,112 @@ def tiny_run(tmp_path, seed=0, **options):
 
 @pytest.fixture(scope="module")
 def first(tmp_path_factory):
-    return tiny_run(tmp_path_factory.mktemp("tiny"))
+    return growth_run(tmp_path_factory.mktemp("tiny"), target="8,8", growth_steps=6)
 
 
-def test_tiny_grows_and_records_each_event(first):
+def test_tiny_lands_on_its_target_and_records_each_event(first):
     summary, history = first
+    assert summary["widths"] == summary["target_widths"] == [8, 8] and summary["reached_target"]
+    assert summary["short_of_target"] == {}
     grown = [e for e in history if e["kind"] == "growth" and e["added"] > 0]
-    assert grown, "no growth event added units"
     assert sum(summary["widths"]) == 2 + sum(e["added"] for e in grown)
     for e in grown:
         assert EVENT_KEYS <= set(e), EVENT_KEYS - set(e)
-        assert e["lambdas"][e["added"] - 1] > e["threshold"]   # every unit added was significant
-        assert e["loss_after"] < e["loss_before"]         # a step that lowers nothing adds nothing
-        assert e["gamma"] > 0
+        assert e["lambdas"][e["added"] - 1] > e["threshold"]   # never beyond the rank of the statistics
+        assert e["loss_after"] < e["loss_before"] and e["gamma"] > 0
     assert summary["growth_flops"] > 0 and summary["growth_s"] > 0
     assert summary["growth_events"] == len(grown)
     assert summary["test_accuracy"] > 0.5                 # 4 classes: well above chance
 
 
+def test_growth_and_post_growth_epochs_are_recorded_apart(first):
+    summary, history = first
+    steps_per_epoch = math.ceil(summary["n_train"] / 32)
+    every = round(0.25 * steps_per_epoch)
+    assert summary["growth_epochs"] == pytest.approx(5 * every / steps_per_epoch)
+    assert summary["growth_epochs"] + summary["post_growth_epochs"] == pytest.approx(summary["epochs"])
+    post = [e for e in history if e["kind"] == "post_growth"]
+    assert len(post) == 1 and post[0]["step"] == 5 * every and post[0]["widths"] == [8, 8]
+    steps = sorted({e["step"] for e in history if e["kind"] == "growth"})
+    assert steps == [i * every for i in range(6)]          # step 0, then every grow_every epochs
+
+
 def test_tiny_is_deterministic_on_cpu(first, tmp_path):
-    again, _ = tiny_run(tmp_path)
+    again, _ = growth_run(tmp_path, target="8,8", growth_steps=6)
     assert again["widths"] == first[0]["widths"]
     assert again["test_accuracy"] == first[0]["test_accuracy"]
 
 
-def test_tiny_budget_caps_the_widths(tmp_path):
-    summary, _ = tiny_run(tmp_path, max_width=3)
-    assert max(summary["widths"]) <= 3
+def test_k_per_step_follows_the_formula(tmp_path):
+    """Random growth adds exactly what it is asked for: K = ⌈(target − width) / steps left⌉ each step."""
+    summary, history = growth_run(tmp_path, method="random", target="11,4", growth_steps=4)
+    widths = {"hidden.0": 1, "hidden.1": 1}
+    for step in range(4):
+        for e in (e for e in history if e["kind"] == "growth" and e.get("growth_step") == step and "layer" in e):
+            assert e["added"] == units_now(e["target"], widths[e["layer"]], 4 - step)
+            widths[e["layer"]] += e["added"]
+    assert summary["widths"] == [11, 4] and list(widths.values()) == [11, 4]
 
 
-def test_tiny_mac_budget_holds_when_several_pairs_grow_in_one_step(tmp_path):
-    """Both pairs may grow in the same step; the second one only gets what the first one left (this
-    setting ended at 50 MACs when each pair was capped by the budget left before the step)."""
-    summary, _ = tiny_run(tmp_path, max_macs=38, significance=0.0)
-    assert summary["macs"] <= 38
+def test_units_now():
+    assert units_now(128, 1, 16) == 8 and units_now(128, 120, 1) == 8 and units_now(5, 5, 3) == 0
+    assert units_now(10, 1, 4) == 3   # ⌈9 / 4⌉
 
 
-@pytest.mark.parametrize("arch,widths,fan_out", [("vgg", (2, 2, 2, 2, 2, 2, 2, 2), "centre"),
-                                                 ("vgg", (2, 2, 2, 2, 2, 2, 2, 2), "full")])
-def test_tiny_grows_convolutions(tmp_path, arch, widths, fan_out):
-    """Conv pairs end to end: several pairs grown per step (grow_pairs=0), each growth event carries
-    the statistics' arithmetic and throughput."""
-    config = RunConfig(method="tiny", dataset="synthetic-image", arch=arch, widths=widths, seed=0,
-                       train=TrainConfig(epochs=2, batch_size=32, lr=0.05),
-                       options={"min_samples": 64, "max_samples": 64, "grow_every": 0.5, "grow_pairs": 0,
-                                "initial_steps": 1, "line_search_samples": 64, "significance": 0.0,
-                                "conv_fan_out": fan_out})
-    summary, record, _ = run(config, RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled"))
-    history = [json.loads(line) for line in (record.path / "history.jsonl").read_text().splitlines()]
-    grown = [e for e in history if e["kind"] == "growth" and e["added"] > 0]
-    assert grown and sum(summary["widths"]) == sum(widths) + sum(e["added"] for e in grown)
-    by_step = {}
-    for e in grown:
-        assert e["stats_gflop"] > 0 and e["stats_gflop_per_s"] > 0 and e["loss_after"] < e["loss_before"]
-        by_step.setdefault(e["step"], []).append(e["layer"])
-    assert max(len(v) for v in by_step.values()) > 1        # several pairs in one step
+@pytest.mark.parametrize("method,arch,target", [("tiny", "vgg", "3,3,3,3,3,3,3,3"),
+                                                ("tiny", "resnet18", "2,2,3,3,3,3,3,3"),
+                                                ("gradmax", "vgg", "3,3,3,3,3,3,3,3"),
+                                                ("random", "resnet18", "2,2,3,3,3,3,3,3")])
+def test_growth_lands_on_conv_targets(tmp_path, method, arch, target):
+    summary, _ = growth_run(tmp_path, method, dataset="synthetic-image", arch=arch, widths=(1,) * 8, epochs=1,
+                            target=target, growth_steps=3, grow_every=0.25, min_samples=32, max_samples=32,
+                            line_search_samples=32, after_samples=0)
+    assert summary["widths"] == [int(w) for w in target.split(",")], summary["short_of_target"]
+    assert summary["reached_target"]
 
 
-def test_patience_zero_means_never_stop_early():
-    from methods.growth.schedule import GrowthConfig
+def test_a_pair_short_of_its_target_is_named_with_the_reason(tmp_path):
+    """One growth step from 1,1 to 8,8: TINY's rank at 1,1 allows 1 and 2 units, so both pairs end short."""
+    summary, _ = growth_run(tmp_path, target="8,8", growth_steps=1)
+    assert not summary["reached_target"] and summary["widths"] != [8, 8]
+    assert set(summary["short_of_target"]) == {"hidden.0", "hidden.1"}
+    assert all("of 8" in why and "units" in why for why in summary["short_of_target"].values())
 
-    assert GrowthConfig().patience == 0
-    with pytest.raises(ValueError, match="patience must be >= 0"):
-        GrowthConfig(patience=-1)
+
+SPEC = NetSpec("mlp", (1, 1), (1, 28, 28), 10)
+RESNET = NetSpec("resnet18", (1, 1, 2, 2, 4, 4, 8, 8), (3, 32, 32), 10)
+
+
+def test_target_widths_given_directly():
+    assert target_widths(GrowthConfig(target="128,64"), SPEC) == (128, 64)
+    assert target_widths(GrowthConfig(target="standard"), RESNET) == (64, 64, 128, 128, 256, 256, 512, 512)
+    assert target_widths(GrowthConfig(target="1/16"), RESNET) == (4, 4, 8, 8, 16, 16, 32, 32)
+    assert target_widths(GrowthConfig(), SPEC) == (128, 128)   # the arch's default widths
+    with pytest.raises(UserError, match="below the start widths"):
+        target_widths(GrowthConfig(target="1,1"), SPEC.with_widths((4, 4)))
+    with pytest.raises(UserError, match="no standard widths"):
+        target_widths(GrowthConfig(target="standard"), SPEC)
+
+
+@pytest.mark.parametrize("spec,budget_widths,expected", [(SPEC, (32, 32), (32, 32)), (SPEC, (33, 20), (32, 32)),
+                                                         (RESNET, (4, 4, 8, 8, 16, 16, 32, 32), None)])
+def test_target_from_a_mac_budget_is_the_largest_scaled_start_that_fits(spec, budget_widths, expected):
+    macs = lambda w: count_macs(build_network(spec.with_widths(w)), spec.input_shape)
+    budget = macs(budget_widths)
+    target = target_widths(GrowthConfig(max_macs=budget), spec)
+    assert macs(target) <= budget
+    assert target == (expected or budget_widths)
+    bigger = tuple(t + 1 for t in target)   # one more unit everywhere no longer fits
+    assert macs(bigger) > budget
+
+
+def test_growth_config_refuses_what_cannot_run():
+    for bad in ({"target": "8,8", "max_macs": 10}, {"growth_steps": 0}, {"grow_every": float("nan")},
+                {"grow_every": 0}, {"line_search_samples": 0}):
+        with pytest.raises(ValueError):
+            GrowthConfig(**bad)
+
+
+def test_growth_steps_that_do_not_fit_in_the_epochs_are_refused(tmp_path):
+    with pytest.raises(UserError, match="do not fit"):
+        growth_run(tmp_path, target="8,8", growth_steps=40, epochs=2)

@@ -1,7 +1,18 @@
-"""The growth schedule every growth method shares: train, and every `grow_every` epochs compute the
-statistics of all growable pairs, let the method propose neurons for each, grow the best pair with a
-line search on real loss, record the event; stop growing at the budget, at `grow_until`, or when no
-pair has a significant proposal; then train on. Methods differ only in their Chooser."""
+"""The growth schedule every growth method shares, as the authors of TINY run it (Verbockhaven et al.,
+TMLR 2024, published experiment code): a growth run has target widths; it grows at step 0 and then
+after every `grow_every` epochs of training, `growth_steps` times in all; at each growth step every
+pair below its target gets
+
+    K = ⌈(target − width) / growth steps left⌉
+
+new units (fewer when the method finds fewer: TINY stops at the rank of its statistics, a line search
+may reject them; that pair tries again at the next step). After the last growth step the run trains
+for the rest of its epochs at the final widths (the post-growth phase), with a new optimizer and LR
+schedule. During growth the LR is constant: the run's peak LR and momentum, or with `growth_lr`
+plain SGD at that LR (the authors re-create plain SGD at lr 1e-2 after every addition; on MNIST from
+1,1 with the run's training it left seed 0 short of its target and seed 1 diverged after growth).
+Methods differ only in their Chooser: which units, how they start.
+"""
 
 import math
 import time
@@ -12,70 +23,65 @@ from typing import Protocol
 import torch
 
 from benchmarks.errors import UserError
+from benchmarks.metrics import count_macs
+from methods.growth import line_search
 from methods.growth import stats as gstats
 from methods.growth.noise import merge_halves
-from methods.growth.step import Proposal, apply, line_search, match_new_norms, mean_loss, recalibrated_norms
+from methods.growth.step import Proposal, apply, match_new_norms, mean_loss, recalibrated_norms
 from methods.growth.tiny_solve import best_move
 from methods.interface import Result, Task
-from methods.nets import GrowablePair, build_network
+from methods.nets import GrowablePair, NetSpec, build_network, parse_widths
 from methods.nets.growable import batch_norms
-from methods.nets.registry import STANDARD_WIDTHS
+from methods.nets.registry import DEFAULT_WIDTHS, STANDARD_WIDTHS
 from methods.train import Trainer
 
 
 @dataclass(frozen=True)
 class GrowthConfig:
-    grow_every: float = 0.25          # epochs of training between growth steps
-    grow_until: float = 0.4           # no growth after this fraction of the epochs
-    max_neurons: int = 16             # cap on K, units added to one pair by one growth step
-    grow_pairs: int = 0               # pairs grown per step from one statistics pass, best first (0: all)
-    max_width: int | str = 0          # cap on every hidden width (0: none; "standard": the arch's widths)
-    max_macs: int = 0                 # inference MACs per sample the network may grow to (0: none)
-    criterion: str = "decrease"       # rank pairs by first-order decrease, or "decrease_per_mac"
-    significance: float = 1.0         # a singular value must exceed this multiple of the noise level
-    move_existing: bool = True        # TINY: also move the second layer's existing weights by γ²ΔW*; false
-                                      # leaves that to gradient descent (the talk: "update all layers with
-                                      # V* (+ line search) or gradient descent")
-    samples_per_dim2: float = 0.125   # sample-size rule: N = this * d² / positions (d = fan-in size)
+    target: str = ""                  # target widths: "128,128", a fraction of the standard widths ("1/4"),
+                                      # or "standard"; "" = from max_macs, else the arch's default widths
+    max_macs: int = 0                 # target from a budget of inference MACs per sample (target_widths)
+    growth_steps: int = 16            # growth steps, the first before any training
+    grow_every: float = 0.25          # epochs of training after each growth step
+    growth_lr: float = 0.0            # > 0: plain SGD at this constant LR during growth, no momentum (the
+                                      # authors' 0.01); 0: the run's --lr and momentum, constant
+    samples_per_dim2: float = 0.125   # statistics sample-size rule: N = this * d² / positions (d = fan-in)
     min_samples: int = 1024           # clip of the sample-size rule
     max_samples: int = 4096
-    line_search_samples: int = 1024   # training samples the line search measures the loss on (a paired
+    line_search_samples: int = 1000   # training samples the line search measures the loss on (a paired
                                       # comparison: the same samples with and without the new units)
-    conv_fan_out: str = "centre"      # new channels' fan-out in a conv: "centre" (1x1) or "full" (kh x kw)
+    conv_fan_out: str = "full"        # new channels' fan-out in a conv: "full" (kh x kw, the authors') or
+                                      # "centre" (1x1 at the kernel centre: a third of the statistics cost)
     unit_norms: bool = False          # new BatchNorm units at weight 1, their scale moved into the fan-out
                                       # (step.match_new_norms); false: weight = their batch std
     stat_norms: str = "train"         # BatchNorm in the statistics pass: "train" (batch statistics: the
                                       # gradient training follows, stats.py) or "eval" (running statistics)
     after_samples: int = 1024         # line-search samples the bottlenecks after growing are measured on
-                                      # (a record, not used by growth: 0 skips it; 2048 cost 0.3 s a run)
-    patience: int = 0                 # growth ends after this many steps in a row that add nothing (0:
-                                      # never; at 3, MNIST seeds stuck at [2,1] when the first steps of
-                                      # training found nothing significant)
-    initial_steps: int = 1            # growth steps back to back before training: one, so that a 1-unit
-                                      # layer has company before an SGD step can kill it; 8 in a row
-                                      # left MNIST MLPs at [8,8] training to 38-77% (fixed [8,8]: 93%)
+                                      # (a record, not used by growth: 0 skips it)
 
     def __post_init__(self):   # a ValueError reaches the user as one line (methods.registry)
-        choices = {"criterion": ("decrease", "decrease_per_mac"), "conv_fan_out": ("centre", "full"),
-                   "stat_norms": ("eval", "train")}
+        choices = {"conv_fan_out": ("centre", "full"), "stat_norms": ("eval", "train")}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        if not (self.max_width == "standard" or isinstance(self.max_width, int) and self.max_width >= 0):
-            raise ValueError(f"max_width must be a width, 0 or 'standard', got {self.max_width!r}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be >= 0 (0: never stop early), got {self.patience}")
-        if self.after_samples < 0:
-            raise ValueError(f"after_samples must be >= 0 (0: no record after growing), got {self.after_samples}")
-        if self.grow_every <= 0 or self.max_neurons < 1 or self.min_samples < 1 or self.max_samples < 1:
-            raise ValueError("grow_every, max_neurons, min_samples and max_samples must be positive")
+        if self.target and self.max_macs:
+            raise ValueError("give target or max_macs, not both")
+        if self.max_macs < 0 or self.after_samples < 0:
+            raise ValueError("max_macs and after_samples must be >= 0")
+        if not (self.grow_every > 0 and math.isfinite(self.grow_every)):
+            raise ValueError(f"grow_every must be a positive number of epochs, got {self.grow_every}")
+        if not (self.growth_lr >= 0 and math.isfinite(self.growth_lr)):
+            raise ValueError(f"growth_lr must be >= 0, got {self.growth_lr}")
+        if self.growth_steps < 1 or self.min_samples < 1 or self.max_samples < 1 or self.line_search_samples < 1:
+            raise ValueError("growth_steps, min_samples, max_samples and line_search_samples must be positive")
 
 
 class Chooser(Protocol):
     # A chooser may set `needs_stats = False` (random growth): the schedule then skips the statistics
-    # pass and hands it None.
+    # pass and hands it None. It may define `search(model, proposal, x, y, loss0) -> line_search.Search`
+    # (TINY); without it a proposal is applied at its own amplitude (line_search.fixed).
     def propose(self, pair: GrowablePair, st: gstats.PairStats, k: int, gen: torch.Generator) -> Proposal | None:
-        """At most k new units for `pair`, or None when the method finds nothing worth adding."""
+        """At most k new units for `pair`, or None when the method finds nothing to add."""
 
 
 def sample_size(cfg: GrowthConfig, pairs: list[GrowablePair], n_train: int, positions: dict) -> int:
@@ -86,47 +92,98 @@ def sample_size(cfg: GrowthConfig, pairs: list[GrowablePair], n_train: int, posi
     return int(min(max(n, cfg.min_samples), cfg.max_samples, n_train))
 
 
+def target_widths(cfg: GrowthConfig, spec: NetSpec) -> tuple[int, ...]:
+    """The widths a growth run ends at. From `target`; or, from `max_macs`, the start widths scaled along
+    the arch's standard widths (uniformly for an MLP), w_i = max(start_i, ⌊m·ref_i / min(ref)⌋), at the
+    largest integer m whose network fits the budget; else the arch's default widths."""
+    start = spec.widths
+    if cfg.target:
+        text = "1/1" if cfg.target == "standard" else cfg.target
+        if cfg.target == "standard" and spec.arch not in STANDARD_WIDTHS:
+            raise UserError(f"target=standard: {spec.arch} has no standard widths; give widths like 128,128")
+        target = parse_widths(text, spec.arch)
+    elif cfg.max_macs:
+        ref = STANDARD_WIDTHS.get(spec.arch, (1,) * len(start))
+        at = lambda m: tuple(max(s, m * r // min(ref)) for s, r in zip(start, ref, strict=True))
+        fits = lambda m: count_macs(build_network(spec.with_widths(at(m))), spec.input_shape) <= cfg.max_macs
+        if not fits(1):
+            raise UserError(f"max_macs={cfg.max_macs}: the start widths {','.join(map(str, start))} already "
+                            "exceed it")
+        lo, hi = 1, 2
+        while fits(hi):
+            lo, hi = hi, hi * 2
+        while hi - lo > 1:   # fits(lo), not fits(hi)
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        target = at(lo)
+    else:
+        target = DEFAULT_WIDTHS[spec.arch]
+    if len(target) != len(start) or any(t < s for t, s in zip(target, start, strict=True)):
+        raise UserError(f"target widths {','.join(map(str, target))} are below the start widths "
+                        f"{','.join(map(str, start))}")
+    return tuple(target)
+
+
+def units_now(target: int, width: int, steps_left: int) -> int:
+    """K = ⌈(target − width) / steps left⌉: what a pair needs at this step to land on its target."""
+    return max(0, math.ceil((target - width) / steps_left))
+
+
 class GrowthRun:
     def __init__(self, task: Task, tracker, chooser: Chooser, cfg: GrowthConfig):
         self.task, self.tracker, self.chooser, self.cfg = task, tracker, chooser, cfg
         torch.manual_seed(task.seed)
         self.model = build_network(task.spec).to(task.device)
+        self.target = dict(zip((p.name for p in self.model.growable_pairs()), target_widths(cfg, task.spec),
+                               strict=True))
+        # The growth phase at the peak LR; the post-growth phase restarts the configured schedule.
         self.trainer = Trainer(self.model, task.data, task.train, task.seed, tracker)
+        self.every = max(1, round(cfg.grow_every * self.trainer.steps_per_epoch))   # optimizer steps
+        self.total_steps = task.train.epochs * self.trainer.steps_per_epoch
+        if (cfg.growth_steps - 1) * self.every > self.total_steps:
+            raise UserError(f"{cfg.growth_steps} growth steps every {cfg.grow_every} epochs do not fit in "
+                            f"{task.train.epochs} epochs; raise --epochs or lower growth_steps")
+        if cfg.growth_lr:
+            self.trainer.restart(self.total_steps, "none", cfg.growth_lr, 0.0)
+        else:
+            self.trainer.restart(self.total_steps, "none")
         self.gen = torch.Generator().manual_seed(task.seed + 1)   # which samples growth looks at
         # One fixed order of training samples for the statistics: the input layer's E[b bᵀ] then does
         # not change between growth steps and is computed once per sample size.
         self.stat_order = torch.randperm(len(task.data.y_train), generator=self.gen).to(task.data.y_train.device)
         self.input_S = {}    # (lo, hi) -> E[b bᵀ] of the input layer on stat_order[lo:hi]
-        self.idle = 0                 # growth steps in a row that added nothing
+        self.steps_done = 0
+        self.short = {}      # pair -> why its last growth step added fewer units than K
+        self.none_found = []  # pairs the chooser proposed nothing for, in the last statistics pass
         self.growth_flops = 0.0
         self.events = 0
         self.seconds = {"stats_s": 0.0, "solve_s": 0.0, "line_search_s": 0.0}
-        self.stop_step = cfg.grow_until * task.train.epochs * self.trainer.steps_per_epoch
         pairs = self.model.growable_pairs()
-        caps = (STANDARD_WIDTHS.get(task.spec.arch) if cfg.max_width == "standard"
-                else [cfg.max_width] * len(pairs) if cfg.max_width else None)
-        if cfg.max_width == "standard" and caps is None:
-            raise UserError(f"max_width=standard: {task.spec.arch} has no standard widths; give a number")
-        self.width_caps = {p.name: c for p, c in zip(pairs, caps or [], strict=False)}   # pair -> max width
         self.positions = gstats.layer_positions(self.model, pairs, task.data.x_train[:1])
         self.has_norms = bool(batch_norms(self.model))
         self.trainer.macs()   # fvcore's first trace imports it (~0.25 s): not a growth cost
 
     def run(self) -> Result:
-        every = max(1, round(self.cfg.grow_every * self.trainer.steps_per_epoch))
         metrics = {}
-        for _ in range(self.cfg.initial_steps):
-            self.maybe_grow()
+        self.growth_step()   # before any training
         for _ in range(self.task.train.epochs):
-            loss = self.trainer.train_epoch(every, self.maybe_grow)
+            hook = self.growth_step if self.steps_done < self.cfg.growth_steps else None
+            loss = self.trainer.train_epoch(self.every, hook)
             metrics = self.trainer.evaluate()
             self.trainer.log_eval(loss, metrics)
         self.trainer.close()
+        widths = dict(zip(self.target, self.model.widths, strict=True))
+        missed = {name: f"width {widths[name]} of {t}: {self.short.get(name, 'not enough growth steps')}"
+                  for name, t in self.target.items() if widths[name] < t}
+        spe = self.trainer.steps_per_epoch
+        growth_epochs = (self.cfg.growth_steps - 1) * self.every / spe
         return Result(self.model, self.trainer.train_flops, self.growth_flops, metrics,
-                      {"growth_events": self.events, **self.seconds})
+                      {"growth_events": self.events, **self.seconds, "target_widths": list(self.target.values()),
+                       "reached_target": not missed, "short_of_target": missed,
+                       "growth_epochs": growth_epochs, "post_growth_epochs": self.task.train.epochs - growth_epochs})
 
-    def maybe_grow(self) -> None:
-        if (self.cfg.patience and self.idle >= self.cfg.patience) or self.trainer.step > self.stop_step:
+    def growth_step(self) -> None:
+        if self.steps_done == self.cfg.growth_steps:   # the rest of the epoch the last step fell in
             return
         # Growth works in eval mode: on the function training sees (step.recalibrated_norms), with
         # BatchNorm statistics from 256 of the statistics images (x their positions, per channel).
@@ -137,7 +194,12 @@ class GrowthRun:
             events = self.grow()
         for event in events:   # writing the record is not growth (wandb.log: ~2 ms an event)
             self.tracker.log(event)
-        self.idle = 0 if any(e["added"] for e in events) else self.idle + 1
+        self.steps_done += 1
+        if self.steps_done == self.cfg.growth_steps:   # the post-growth phase, at the final widths
+            self.trainer.restart(self.total_steps - self.trainer.step)
+            self.tracker.log({"kind": "post_growth", "step": self.trainer.step,
+                              "epoch": self.trainer.step / self.trainer.steps_per_epoch,
+                              "widths": list(self.model.widths), "target_widths": list(self.target.values())})
 
     def _sample(self, n: int):
         data = self.task.data   # with replacement: a permutation of the whole set per step costs more
@@ -176,57 +238,69 @@ class GrowthRun:
                             "training diverged; lower --lr")
         return st
 
+    def _proposals(self, pairs, st) -> list[Proposal]:
+        """Each pair below its target: the chooser's units for K = units_now(...), best first."""
+        steps_left = self.cfg.growth_steps - self.steps_done
+        t0 = time.perf_counter()
+        proposals, self.none_found = [], []
+        for p in pairs:
+            k = units_now(self.target[p.name], p.width, steps_left)
+            if k == 0:
+                continue
+            prop = self.chooser.propose(p, st[p.name], k, self.gen)
+            if prop is None:
+                self.none_found.append(p.name)
+            if prop is None or prop.k < k:
+                self.short[p.name] = f"the method found {0 if prop is None else prop.k} of K = {k} units"
+            if prop is not None:
+                proposals.append(prop)
+        self.seconds["solve_s"] += time.perf_counter() - t0
+        return sorted(proposals, key=lambda q: -q.score)
+
     def grow(self) -> list[dict]:
-        """One growth step. Returns its growth events (one per pair tried, or one saying none was)."""
-        cfg, model = self.cfg, self.model
-        pairs = model.growable_pairs()
-        data = self.task.data
+        """One growth step. Returns its growth events. Pairs the method found nothing for are tried once
+        more, on new statistics, when another pair grew in the step: from 1,1 a pair whose only successor
+        unit is inactive sees no gradient (N = 0) until that successor has company."""
+        events = self.grow_pairs(None)
+        grew = any(e["added"] for e in events)
+        idle = {e["layer"] for e in events if "layer" in e and not e["added"]} | set(self.none_found)
+        return events + self.grow_pairs(idle) if grew and idle else events
+
+    def grow_pairs(self, names: set | None) -> list[dict]:
+        """Statistics, proposals and line searches for the pairs below their targets (of `names`, if given)."""
+        cfg, model, data = self.cfg, self.model, self.task.data
+        pairs = [p for p in model.growable_pairs()
+                 if p.width < self.target[p.name] and (names is None or p.name in names)]
+        common = {"kind": "growth", "growth_step": self.steps_done, "step": self.trainer.step,
+                  "epoch": self.trainer.epoch}
+        if not pairs:
+            return [{**common, "added": 0, "widths": list(model.widths), "reason": "every pair at its target"}]
         n = sample_size(cfg, pairs, len(data.y_train), self.positions)
         order = self.stat_order[:n]
         if getattr(self.chooser, "needs_stats", True):
             st = self._stats(pairs, data.x_train[order], data.y_train[order])
-            common = {"n_stat_samples": n, **self.last_stats}   # this pass, not the after-growth one
-        else:   # e.g. random growth: no statistics pass to pay for
-            st, common = dict.fromkeys(p.name for p in pairs), {}
-        t0 = time.perf_counter()
-        if st[pairs[0].name] is not None:
+            common |= {"n_stat_samples": n, **self.last_stats}   # this pass, not the after-growth one
             common["bottleneck_before"] = {p.name: best_move(st[p.name])[2] for p in pairs}
-        macs = self.trainer.macs()
-        self.growth_flops += 2 * macs * min(cfg.line_search_samples, len(data.y_train))   # the loss before
-        proposals = []
-        for p in pairs:
-            k = cfg.max_neurons
-            if p.name in self.width_caps:
-                k = min(k, self.width_caps[p.name] - p.width)
-            unit_macs = gstats.macs_per_unit(p, self.positions)
-            if cfg.max_macs:
-                k = min(k, (cfg.max_macs - macs) // unit_macs)
-            prop = self.chooser.propose(p, st[p.name], k, self.gen) if k > 0 else None
-            if prop is not None:
-                if cfg.criterion == "decrease_per_mac":
-                    prop.score /= prop.k * unit_macs
-                proposals.append(prop)
-        self.seconds["solve_s"] += time.perf_counter() - t0
+        else:   # e.g. random growth: no statistics pass to pay for
+            st = dict.fromkeys(p.name for p in pairs)
+        proposals = self._proposals(pairs, st)
         if not proposals:
-            return [{"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "added": 0,
-                     "widths": list(model.widths), **common, "reason": "budget reached or no significant neuron"}]
+            return [{**common, "added": 0, "widths": list(model.widths), "reason": "no units proposed"}]
         xl, yl = self._sample(cfg.line_search_samples)
+        macs = self.trainer.macs()
         loss = mean_loss(model, xl, yl)
+        self.growth_flops += 2 * macs * len(yl)   # the loss before
         events, touched, grown = [], set(), []
         # Best first, each with its own line search from the loss the previous one left; a pair that
         # shares a layer with one grown before it gets its proposal zero-padded (step.apply).
-        for prop in sorted(proposals, key=lambda q: -q.score)[:cfg.grow_pairs or None]:
-            if cfg.max_macs:   # the budget left after the pairs grown before this one in the step
-                budget = (cfg.max_macs - self.trainer.macs()) // gstats.macs_per_unit(prop.pair, self.positions)
-                if budget < 1:
-                    continue
-                prop = prop.first_units(budget)
-            layers = {prop.pair.first, prop.pair.second}
+        for prop in proposals:
             event = self._grow_pair(prop, xl, yl, loss, macs, common)
             if event["added"]:
-                touched |= layers
+                touched |= {prop.pair.first, prop.pair.second}
                 grown.append((prop.pair, prop.k))
                 loss = event["loss_after"]
+            else:
+                self.short[prop.pair.name] = event["reason"]
             events.append(event)
         # Eval mode, which the line searches above measured, is the same before and after this.
         if grown and self.has_norms:
@@ -242,14 +316,17 @@ class GrowthRun:
 
     def _grow_pair(self, prop: Proposal, xl, yl, loss0: float, macs: int, common: dict) -> dict:
         """Line search and apply one proposal; returns its growth event."""
-        gamma, loss1, tried, seconds = line_search(self.model, prop, xl, yl, loss0)
-        self.seconds["line_search_s"] += seconds
-        self.growth_flops += 2 * macs * len(yl) * len(tried)
-        if gamma > 0:
-            apply(prop, gamma, self.trainer.optimizer)
+        search = getattr(self.chooser, "search", line_search.fixed)
+        found = search(self.model, prop, xl, yl, loss0)
+        prop = found.proposal or prop   # the chooser may have rescaled it (TINY's normalisation)
+        self.seconds["line_search_s"] += found.seconds
+        self.growth_flops += 2 * macs * (len(yl) * len(found.tried) + found.extra_samples)
+        if found.gamma > 0:
+            apply(prop, found.gamma, self.trainer.optimizer)
             self.events += 1
-        return {"kind": "growth", "step": self.trainer.step, "epoch": self.trainer.epoch, "layer": prop.pair.name,
-                "added": prop.k if gamma > 0 else 0, "gamma": gamma, "predicted_decrease": gamma ** 2 * prop.predicted,
-                "loss_before": loss0, "loss_after": loss1, "line_search": tried, "widths": list(self.model.widths),
-                **common, **prop.record, "growth_flops": self.growth_flops,
-                **{k: round(v, 4) for k, v in self.seconds.items()}}
+        return {**common, "layer": prop.pair.name, "added": prop.k if found.gamma > 0 else 0,
+                "target": self.target[prop.pair.name], "gamma": found.gamma,
+                "predicted_decrease": found.gamma ** 2 * prop.predicted, "loss_before": loss0,
+                "loss_after": found.loss, "line_search": found.tried, "widths": list(self.model.widths),
+                **({"reason": found.reason} if found.reason else {}), **prop.record,
+                "growth_flops": self.growth_flops, **{k: round(v, 4) for k, v in self.seconds.items()}}

@@ -6,7 +6,6 @@ Adding units with amplitude γ means fan-in γ·fan_in, fan-out γ·fan_out, and
 existing weights moved by γ²·ΔW* (when the method has a ΔW*).
 """
 
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -193,43 +192,3 @@ def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
         total += float(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum"))
     model.train(was_training)
     return total / len(y)
-
-
-def line_search(model: nn.Module, p: Proposal, x: torch.Tensor, y: torch.Tensor, loss0: float,
-                max_evals: int = 6, shrink: float = 4.0, max_gamma2: float = 1.0,
-                armijo: float = 1e-4) -> tuple[float, float, list, float]:
-    """Backtracking (Armijo) search on γ², largest first: the first γ² whose loss is at least
-    `armijo`·γ²·predicted below loss0 is taken (Nocedal & Wright, Numerical Optimization, §3.1: the
-    sufficient-decrease condition, c = 1e-4). One loss evaluation when the first amplitude works;
-    each further one divides γ² by `shrink`. At c = 1e-4 this is in effect the largest amplitude on
-    the grid that lowers the loss: it does not look for a smaller one that lowers it more, which the
-    search it replaced (down the grid while the loss fell, two evaluations at least) did. On MNIST and
-    ResNet-18 that search took γ² = 1 at every step measured, so it cost one more evaluation a pair.
-
-    Returns (γ, loss at γ, [(γ, loss), ...], seconds). γ = 0 when no amplitude tried lowers the loss
-    enough: a step that lowers nothing adds nothing. A proposal with a fixed `gamma` is only measured there.
-    """
-    t0 = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    tried, best = [], (0.0, loss0)
-    if p.gamma is not None:   # fixed amplitude: kept whatever the loss, measured for the record
-        with trial(p, p.gamma):
-            best = (p.gamma, mean_loss(model, x, y))
-        tried.append(best)
-    elif p.predicted > 0:
-        # Start at the step the first-order model says would empty the loss, but never above γ² = 1:
-        # γ² plays the step size η of the functional move v_goal = −η g, and η = 1 is already a full
-        # Newton-sized step for cross-entropy (its Hessian in the logits is at most 1/2). Larger
-        # amplitudes can win on the line-search batch and still wreck the next SGD steps.
-        gamma2 = min(loss0 / p.predicted, max_gamma2)
-        for _ in range(max_evals):
-            with trial(p, gamma2 ** 0.5):
-                loss = mean_loss(model, x, y)
-            tried.append((gamma2 ** 0.5, loss))
-            if loss <= loss0 - armijo * gamma2 * p.predicted and loss < loss0:
-                best = (gamma2 ** 0.5, loss)
-                break
-            gamma2 /= shrink
-    model.train(was_training)
-    return best[0], best[1], tried, time.perf_counter() - t0

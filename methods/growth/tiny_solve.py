@@ -157,8 +157,8 @@ def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: f
     else:                      # conv rows, correlated within an image: measured on two halves
         noise = split_level(W2, half_diff_N(st, C, S1_pinv_M1, rel_eps))
     # λ² is the bottleneck a neuron removes: below MIN_GAIN·E‖g‖² it is round-off (e.g. the ridge of an
-    # under-sampled S1), whatever the noise estimate says.
-    threshold = significance * max(noise, math.sqrt(MIN_GAIN * max(st.gsq, 0.0)))
+    # under-sampled S1, or a direction beyond the rank of N), whatever the significance gate says.
+    threshold = max(significance * noise, math.sqrt(MIN_GAIN * max(st.gsq, 0.0)))
     k = int(min(max_neurons, int((lam > threshold).sum())))
     root = lam[:k].sqrt()
     alpha = (W2.T @ U[:, :k] * root).T              # (K, d2)
