@@ -66,6 +66,7 @@ STEP, STEP_BLOCKS, STEP_K = Case("resnet18", "1/64", 256), range(8), 16
 QUICK_STATS = [Case("mlp", "238,157", 1024), Case("resnet18", "1/64", 8, 16), Case("resnet18", "1/4", 4, 16)]
 QUICK_STEP, QUICK_STEP_BLOCKS, QUICK_STEP_K = Case("resnet18", "1/64", 32, 16), range(4), 4
 QUICK_RUN = ["--epochs", "1", "--train-subset", "1000"]
+QUICK_GROWTH = ["-o", "growth_steps=4"]   # TINY's MNIST default, 24 steps, needs 6 epochs
 
 
 def clocked(fn, sync) -> tuple[float, object]:
@@ -169,7 +170,7 @@ def step_case(case: Case, blocks, k: int, device, repeats: int, sync) -> dict:
                        "max_rel_err": max(checked), "agree": max(checked) <= LAMBDA_RTOL, "blocks": lam}}
 
 
-def run_case(device, flags: list[str], out: str | None = None) -> dict:
+def run_case(device, flags: list[str], out: str | None = None, growth: tuple = ()) -> dict:
     """A TINY run with `run --method ours` defaults on MNIST (plus `flags`), then `fixed` at its final
     widths for the same epochs. Records go to `out` (a finished run there is read back, not redone), else
     to a temporary folder. The CPU-time ratio is the wall-clock one without what other processes on a
@@ -181,7 +182,7 @@ def run_case(device, flags: list[str], out: str | None = None) -> dict:
     keys = ("wall_clock_s", "cpu_s", "train_s", "growth_s", "eval_s", "widths", "epochs", "test_accuracy")
     with tempfile.TemporaryDirectory() as tmp:
         common = ["--dataset", "mnist", "--out", out or tmp, "--wandb", "disabled", "--device", device.type, *flags]
-        tiny, _, _ = run(*config_from_args(parse(["run", "--method", "ours", *common])))
+        tiny, _, _ = run(*config_from_args(parse(["run", "--method", "ours", *common, *growth])))
         widths = ",".join(map(str, tiny["widths"]))
         fixed, _, _ = run(*config_from_args(parse(["run", "--method", "fixed", *common, "--widths", widths,
                                                    "--epochs", str(tiny["epochs"])])))
@@ -210,7 +211,7 @@ def measure(repeats: int, quick: bool) -> dict:
         "stats": lambda: [stats_case(c, mnist, device, repeats, sync) for c in (QUICK_STATS if quick else STATS)],
         "step": lambda: step_case(*((QUICK_STEP, QUICK_STEP_BLOCKS, QUICK_STEP_K) if quick
                                     else (STEP, STEP_BLOCKS, STEP_K)), device, repeats, sync),
-        "run": lambda: run_case(device, QUICK_RUN if quick else []),
+        "run": lambda: run_case(device, QUICK_RUN, growth=QUICK_GROWTH) if quick else run_case(device, []),
     }
     for name, fn in parts.items():
         before = os.getloadavg()[0]
