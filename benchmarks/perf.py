@@ -1,4 +1,4 @@
-"""`python -m benchmarks perf`: where TINY's time goes, measured in one process (issue 8).
+"""`python -m benchmarks perf`: where TINY's time goes, measured in one process.
 
 (a) stats: the statistics pass, methods.growth.stats.collect(full=True) over every growable pair, on the
     MNIST MLP (238,157) with 8192 MNIST samples and on ResNet-18 at 1/64 width (256 random 3x32x32

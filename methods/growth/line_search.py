@@ -5,10 +5,10 @@ has one, by γ²), so a ReLU unit contributes γ²·ω·σ(α·x). The authors o
 TMLR 2024, published experiment code) multiply α, its bias and ω each by √a: their amplitude a is
 γ² here, and the grids below are on a.
 
-- `grid`: the authors' search, TINY's default. a on the geometric grid 2^k from 2^-27 (≈ 1e-8) up to
+- `grid`: the authors' search (TINY with `line_search=grid`). a on the geometric grid 2^k from 2^-27 (≈ 1e-8) up to
   16, increased until the loss rises, argmin; the units are added only when the relative loss
   decrease (L0 − L)/|L0| reaches `min_decrease` (their values: 1e-4 for MLPs, 1e-8 for CNNs).
-- `armijo`: backtracking on a from min(1, L0/predicted) (an option: it needs the first-order model).
+- `armijo`: backtracking on a from min(1, L0/predicted), TINY's default (it needs the first-order model).
 - `fixed`: one measurement at the proposal's own amplitude (GradMax, random growth).
 """
 

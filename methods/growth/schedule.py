@@ -42,6 +42,9 @@ class GrowthConfig:
                                       # or "standard"; "" = from max_macs, else the arch's default widths
     max_macs: int = 0                 # target from a budget of inference MACs per sample (target_widths)
     growth_steps: int = 16            # growth steps, the first before any training
+    extra_steps: int = 4              # more steps, grow_every apart, while a pair is below its target after
+                                      # the last one (the authors grow until the widths match); their
+                                      # epochs come out of the post-growth phase
     grow_every: float = 0.25          # epochs of training after each growth step
     growth_lr: float = 0.0            # > 0: plain SGD at this constant LR during growth, no momentum (the
                                       # authors' 0.01); 0: the run's --lr and momentum, constant
@@ -72,14 +75,18 @@ class GrowthConfig:
             raise ValueError(f"grow_every must be a positive number of epochs, got {self.grow_every}")
         if not (self.growth_lr >= 0 and math.isfinite(self.growth_lr)):
             raise ValueError(f"growth_lr must be >= 0, got {self.growth_lr}")
+        if self.extra_steps < 0:
+            raise ValueError(f"extra_steps must be >= 0, got {self.extra_steps}")
         if self.growth_steps < 1 or self.min_samples < 1 or self.max_samples < 1 or self.line_search_samples < 1:
             raise ValueError("growth_steps, min_samples, max_samples and line_search_samples must be positive")
 
 
 class Chooser(Protocol):
     # A chooser may set `needs_stats = False` (random growth): the schedule then skips the statistics
-    # pass and hands it None. It may define `search(model, proposal, x, y, loss0) -> line_search.Search`
-    # (TINY); without it a proposal is applied at its own amplitude (line_search.fixed).
+    # pass and hands it None; `needs_noise = True` (TINY's significance gate) has conv statistics
+    # collected on two halves of the images (noise.py). It may define
+    # `search(model, proposal, x, y, loss0) -> line_search.Search` (TINY); without it a proposal is
+    # applied at its own amplitude (line_search.fixed).
     def propose(self, pair: GrowablePair, st: gstats.PairStats, k: int, gen: torch.Generator) -> Proposal | None:
         """At most k new units for `pair`, or None when the method finds nothing to add."""
 
@@ -124,6 +131,9 @@ def target_widths(cfg: GrowthConfig, spec: NetSpec) -> tuple[int, ...]:
     return tuple(target)
 
 
+ROUNDS = 4   # statistics passes a growth step may take for pairs limited by their neighbours' widths
+
+
 def units_now(target: int, width: int, steps_left: int) -> int:
     """K = ⌈(target − width) / steps left⌉: what a pair needs at this step to land on its target."""
     return max(0, math.ceil((target - width) / steps_left))
@@ -153,8 +163,10 @@ class GrowthRun:
         self.stat_order = torch.randperm(len(task.data.y_train), generator=self.gen).to(task.data.y_train.device)
         self.input_S = {}    # (lo, hi) -> E[b bᵀ] of the input layer on stat_order[lo:hi]
         self.steps_done = 0
+        self.growing = True  # false from the post-growth phase on
         self.short = {}      # pair -> why its last growth step added fewer units than K
-        self.none_found = []  # pairs the chooser proposed nothing for, in the last statistics pass
+        self.due = {}        # pair -> units still due in this growth step
+        self.found_fewer = set()   # pairs the chooser gave fewer units than due, in the last statistics pass
         self.growth_flops = 0.0
         self.events = 0
         self.seconds = {"stats_s": 0.0, "solve_s": 0.0, "line_search_s": 0.0}
@@ -167,7 +179,7 @@ class GrowthRun:
         metrics = {}
         self.growth_step()   # before any training
         for _ in range(self.task.train.epochs):
-            hook = self.growth_step if self.steps_done < self.cfg.growth_steps else None
+            hook = self.growth_step if self.growing else None
             loss = self.trainer.train_epoch(self.every, hook)
             metrics = self.trainer.evaluate()
             self.trainer.log_eval(loss, metrics)
@@ -176,14 +188,15 @@ class GrowthRun:
         missed = {name: f"width {widths[name]} of {t}: {self.short.get(name, 'not enough growth steps')}"
                   for name, t in self.target.items() if widths[name] < t}
         spe = self.trainer.steps_per_epoch
-        growth_epochs = (self.cfg.growth_steps - 1) * self.every / spe
+        growth_epochs = (self.steps_done - 1) * self.every / spe
         return Result(self.model, self.trainer.train_flops, self.growth_flops, metrics,
                       {"growth_events": self.events, **self.seconds, "target_widths": list(self.target.values()),
                        "reached_target": not missed, "short_of_target": missed,
-                       "growth_epochs": growth_epochs, "post_growth_epochs": self.task.train.epochs - growth_epochs})
+                       "growth_steps": self.steps_done, "growth_epochs": growth_epochs,
+                       "post_growth_epochs": self.task.train.epochs - growth_epochs})
 
     def growth_step(self) -> None:
-        if self.steps_done == self.cfg.growth_steps:   # the rest of the epoch the last step fell in
+        if not self.growing:   # the rest of the epoch the last step fell in
             return
         # Growth works in eval mode: on the function training sees (step.recalibrated_norms), with
         # BatchNorm statistics from 256 of the statistics images (x their positions, per channel).
@@ -195,11 +208,21 @@ class GrowthRun:
         for event in events:   # writing the record is not growth (wandb.log: ~2 ms an event)
             self.tracker.log(event)
         self.steps_done += 1
-        if self.steps_done == self.cfg.growth_steps:   # the post-growth phase, at the final widths
+        if self.done_growing():   # the post-growth phase, at the final widths
+            self.growing = False
             self.trainer.restart(self.total_steps - self.trainer.step)
             self.tracker.log({"kind": "post_growth", "step": self.trainer.step,
                               "epoch": self.trainer.step / self.trainer.steps_per_epoch,
                               "widths": list(self.model.widths), "target_widths": list(self.target.values())})
+
+    def done_growing(self) -> bool:
+        """After growth_steps steps, at the targets; else after the extra steps, or when the next step
+        would leave no training after it."""
+        cfg, n = self.cfg, self.steps_done
+        if n < cfg.growth_steps:
+            return False
+        at_target = all(p.width >= self.target[p.name] for p in self.model.growable_pairs())
+        return at_target or n >= cfg.growth_steps + cfg.extra_steps or n * self.every >= self.total_steps
 
     def _sample(self, n: int):
         data = self.task.data   # with replacement: a permutation of the whole set per step costs more
@@ -209,10 +232,11 @@ class GrowthRun:
 
     def _stats(self, pairs, x, y, full: bool = True) -> dict:
         """Statistics on (x, y); when x is the first n samples of the fixed order, the input layer's
-        S2 is reused across steps. With conv pairs, collected on two halves of the images for the
-        significance threshold (noise.py): the same FLOPs, one more small SVD per pair."""
+        S2 is reused across steps. With conv pairs and a chooser that `needs_noise`, collected on two
+        halves of the images for the significance threshold (noise.py): the same FLOPs, one more SVD per pair."""
         layer, n = self.model.input_layer, len(y)
-        halves = full and n > 1 and any(self.positions[p.second] > 1 for p in pairs)
+        halves = (full and n > 1 and getattr(self.chooser, "needs_noise", False)
+                  and any(self.positions[p.second] > 1 for p in pairs))
         cuts = [0, n // 2, n] if halves else [0, n]
         first = next((p for p in pairs if p.first is layer), None)
         parts, flops, seconds = [], 0.0, 0.0
@@ -239,18 +263,14 @@ class GrowthRun:
         return st
 
     def _proposals(self, pairs, st) -> list[Proposal]:
-        """Each pair below its target: the chooser's units for K = units_now(...), best first."""
-        steps_left = self.cfg.growth_steps - self.steps_done
+        """Each pair with units still due this step (self.due): the chooser's units, best first."""
         t0 = time.perf_counter()
-        proposals, self.none_found = [], []
+        proposals, self.found_fewer = [], set()
         for p in pairs:
-            k = units_now(self.target[p.name], p.width, steps_left)
-            if k == 0:
-                continue
+            k = self.due[p.name]
             prop = self.chooser.propose(p, st[p.name], k, self.gen)
-            if prop is None:
-                self.none_found.append(p.name)
             if prop is None or prop.k < k:
+                self.found_fewer.add(p.name)
                 self.short[p.name] = f"the method found {0 if prop is None else prop.k} of K = {k} units"
             if prop is not None:
                 proposals.append(prop)
@@ -258,19 +278,27 @@ class GrowthRun:
         return sorted(proposals, key=lambda q: -q.score)
 
     def grow(self) -> list[dict]:
-        """One growth step. Returns its growth events. Pairs the method found nothing for are tried once
-        more, on new statistics, when another pair grew in the step: from 1,1 a pair whose only successor
-        unit is inactive sees no gradient (N = 0) until that successor has company."""
-        events = self.grow_pairs(None)
-        grew = any(e["added"] for e in events)
-        idle = {e["layer"] for e in events if "layer" in e and not e["added"]} | set(self.none_found)
-        return events + self.grow_pairs(idle) if grew and idle else events
+        """One growth step: K units due per pair (units_now). A pair the method gave fewer (the rank of
+        its statistics) asks again for the rest, on new statistics, while other pairs grow in the step,
+        at most ROUNDS times: from 1,1 the rank of each pair is set by its neighbour's width (a pair's N
+        has at most as many directions as the next layer has units), so the widths climb together."""
+        steps_left = max(1, self.cfg.growth_steps - self.steps_done)   # an extra step: all that is due
+        self.due = {p.name: units_now(self.target[p.name], p.width, steps_left) for p in self.model.growable_pairs()}
+        events, names = [], {name for name, k in self.due.items() if k > 0}
+        for _ in range(ROUNDS):
+            new = self.grow_pairs(names)
+            events += new
+            grew = any(e["added"] for e in new)
+            names = {name for name in self.found_fewer if self.due[name] > 0}
+            if not (grew and names):
+                break
+        return events
 
-    def grow_pairs(self, names: set | None) -> list[dict]:
-        """Statistics, proposals and line searches for the pairs below their targets (of `names`, if given)."""
+    def grow_pairs(self, names: set) -> list[dict]:
+        """Statistics, proposals and line searches for the pairs `names` (units due this step)."""
         cfg, model, data = self.cfg, self.model, self.task.data
-        pairs = [p for p in model.growable_pairs()
-                 if p.width < self.target[p.name] and (names is None or p.name in names)]
+        self.found_fewer = set()
+        pairs = [p for p in model.growable_pairs() if p.name in names]
         common = {"kind": "growth", "growth_step": self.steps_done, "step": self.trainer.step,
                   "epoch": self.trainer.epoch}
         if not pairs:
@@ -296,6 +324,7 @@ class GrowthRun:
         for prop in proposals:
             event = self._grow_pair(prop, xl, yl, loss, macs, common)
             if event["added"]:
+                self.due[prop.pair.name] -= event["added"]
                 touched |= {prop.pair.first, prop.pair.second}
                 grown.append((prop.pair, prop.k))
                 loss = event["loss_after"]

@@ -152,7 +152,9 @@ def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: f
         Vh = V.T
     else:
         U, lam, Vh = torch.linalg.svd(X, full_matrices=False)
-    if st.half_diff is None:   # independent rows (noise.py)
+    if significance == 0:      # no gate: the noise level would multiply zero
+        noise = 0.0
+    elif st.half_diff is None:   # independent rows (noise.py)
         noise = rmt_level(bottleneck, st.n, S2.shape[0], M2.shape[1])
     else:                      # conv rows, correlated within an image: measured on two halves
         noise = split_level(W2, half_diff_N(st, C, S1_pinv_M1, rel_eps))
