@@ -52,18 +52,21 @@ def run_config(flags, out: str) -> RunConfig:
 
 
 def ladder(description: str, seeds: tuple[int, ...], common: tuple[str, ...], start: str,
-           widths: tuple[str, ...], growth: tuple[str, ...] = ()) -> Preset:
+           widths: tuple[str, ...], growth: tuple[str, ...] = (),
+           ablations: tuple[tuple[str, ...], ...] = ()) -> Preset:
     """The benchmark's shape: `fixed` at each of `widths` (smallest first); tiny, gradmax and random grown
     from `start` to each of those as their target (`-o target=`), so that every growth run ends at the
     widths of a fixed network, on the same schedule (`growth`: its -o flags); fs from every tiny run;
     structured `prune` from the largest of `widths` down to each smaller one (widths scale uniformly,
-    so sparsity = 1 - smaller / largest). Every method trains for the same --epochs."""
+    so sparsity = 1 - smaller / largest). Every method trains for the same --epochs. `ablations`: more TINY
+    settings (its options other than the defaults, -o flags), each at every target on the same schedule."""
     grown = tuple(("--widths", start, "-o", f"target={w}", *growth) for w in widths)
+    tiny = grown + tuple((*g, *a) for a in ablations for g in grown)
     prune = tuple(("--widths", widths[-1], "-o", "structured=true",
                    "-o", f"sparsity={float(1 - scale(w) / scale(widths[-1]))}") for w in widths[:-1])
     return Preset(description, seeds, common, {
-        "fixed": tuple(("--widths", w) for w in widths), **{m: grown for m in GROWN}, "fs": FROM_TINY,
-        "prune": prune})
+        "fixed": tuple(("--widths", w) for w in widths), "tiny": tiny, "gradmax": grown, "random": grown,
+        "fs": FROM_TINY, "prune": prune})
 
 
 def scale(widths: str) -> Fraction:
@@ -81,6 +84,11 @@ def smoke() -> Preset:
                   ("4,4", "16,16"), growth=(*steps(4, 0.25), "-o", "min_samples=256"))
 
 
+# TINY's options other than its defaults (README, TINY): the authors' amplitude rule, this project's noise
+# gate and the γ²ΔW* move of the existing weights.
+TINY_ABLATIONS = (("-o", "normalise=true", "-o", "line_search=grid"), ("-o", "significance=1"),
+                  ("-o", "move_existing=true"))
+
 # MNIST growth: 24 growth steps a quarter epoch apart (6 epochs), then 4 post-growth epochs. The last
 # hidden layer gains at most 9 units a step (the rank of a 10-class softmax gradient), so 128 needs
 # at least 15 productive steps from 1.
@@ -88,9 +96,10 @@ MNIST_GROWTH = steps(24, 0.25)
 
 
 def paper_mnist() -> Preset:
-    return ladder("MNIST, MLP with 2 hidden layers, 10 epochs (growth 6, post-growth 4), 3 seeds (CPU: ~40 min "
-                  "on 2 cores)", (0, 1, 2), ("--dataset", "mnist", "--arch", "mlp", "--epochs", "10"), "1,1",
-                  ("8,8", "16,16", "32,32", "64,64", "128,128"), growth=MNIST_GROWTH)
+    return ladder("MNIST, MLP with 2 hidden layers, 10 epochs (growth 6, post-growth 4), 3 seeds, TINY's "
+                  "ablations (CPU: ~40 min on 2 cores)", (0, 1, 2),
+                  ("--dataset", "mnist", "--arch", "mlp", "--epochs", "10"), "1,1",
+                  ("8,8", "16,16", "32,32", "64,64", "128,128"), growth=MNIST_GROWTH, ablations=TINY_ABLATIONS)
 
 
 def paper_cifar(dataset: str, num_classes: int, start: str = "1/64") -> Preset:

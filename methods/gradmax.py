@@ -15,6 +15,8 @@ Choices, following the reference code (google-research/growneuron):
 - Scale: singular values are not used; each new fan-out vector gets `scale` x the mean L2 norm of the
   existing fan-out vectors ("mean_norm"), scale = 0.5 as in the reference CIFAR configs
   (cifar/configs/grow_all_at_once.py: updater.scale = 0.5; its student-teacher notebook uses 1.0).
+  `-o fan_out_norm=1e-3` is the TINY authors' GradMax (their published experiment code): every new
+  fan-out vector at L2 norm 1e-3 (in M2's layout: the whole k×k kernel with the full fan-out).
 - Amplitude: fixed (γ = 1). The loss is flat in γ at the step, so a line search would pick γ = 0.
 - Conv pairs: ω lives in M2's output space, the layout of the conv statistics (methods/growth/stats.py,
   option conv_fan_out): the second layer's output channels, placed as a 1x1 fan-out at the centre of
@@ -29,6 +31,7 @@ For the shared schedule, which the reference (one growth every 2500 steps) never
   learning rate of the first SGD step after growth (the quantity GradMax maximises).
 """
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -49,12 +52,15 @@ RANK_EPS = 1e-6   # singular values below this fraction of the largest count as 
 
 @dataclass(frozen=True)
 class GradMaxConfig(GrowthConfig):
-    scale: float = 0.5   # new fan-out norm, as a fraction of the mean norm of the existing fan-out vectors
+    scale: float = 0.5          # new fan-out norm, as a fraction of the mean norm of the existing fan-out vectors
+    fan_out_norm: float = 0.0   # > 0: every new fan-out vector at this L2 norm instead (the TINY authors': 1e-3)
 
     def __post_init__(self):
         super().__post_init__()
         if not self.scale > 0:
             raise ValueError(f"scale must be positive, got {self.scale}")
+        if not (self.fan_out_norm >= 0 and math.isfinite(self.fan_out_norm)):
+            raise ValueError(f"fan_out_norm must be >= 0, got {self.fan_out_norm}")
 
 
 def to_m2_space(w: torch.Tensor, dout: int) -> torch.Tensor:
@@ -100,7 +106,10 @@ class GradMaxChooser:
         if k == 0:
             return None
         dtype = first.weight.dtype
-        fan_out = at_mean_norm(from_m2_space(second, Vh[:k].T.to(dtype)), second.weight, 1, self.cfg.scale)
+        if self.cfg.fan_out_norm:   # the rows of Vh have unit norm in M2's layout
+            fan_out = from_m2_space(second, (self.cfg.fan_out_norm * Vh[:k].T).to(dtype))
+        else:
+            fan_out = at_mean_norm(from_m2_space(second, Vh[:k].T.to(dtype)), second.weight, 1, self.cfg.scale)
         gain = float((M2 @ to_m2_space(fan_out, M2.shape[1]).double()).pow(2).sum())   # Σ_k ‖M2 ω_k‖²
         fan_in = first.weight.new_zeros(k, *first.weight.shape[1:])
         fan_in_bias = None if first.bias is None else first.bias.new_zeros(k)

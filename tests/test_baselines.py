@@ -28,7 +28,7 @@ from benchmarks.errors import UserError
 from benchmarks.harness import run
 from benchmarks.metrics import count_macs, count_params
 from methods import make_method
-from methods.gradmax import GradMaxChooser, GradMaxConfig
+from methods.gradmax import GradMaxChooser, GradMaxConfig, to_m2_space
 from methods.growth.stats import collect
 from methods.growth.step import apply
 from methods.nets import NetSpec, build_network
@@ -79,6 +79,26 @@ def test_gradmax_leaves_the_function_unchanged_and_follows_M2(index):
     apply(p, p.gamma)
     assert model.widths[index] == (6, 5)[index] + 3
     torch.testing.assert_close(outputs(model, x), before, rtol=1e-13, atol=1e-14)   # up to summation order
+
+
+@pytest.mark.parametrize("fan_out", ["centre", "full"])
+def test_gradmax_the_tiny_authors_variant_has_fan_out_norm_1e_3(fan_out):
+    """-o fan_out_norm=1e-3: each new fan-out vector, in M2's layout, has norm 1e-3 and is M2's singular
+    vector; the fan-in is zero, so the function is unchanged."""
+    torch.manual_seed(0)
+    model = build_network(NetSpec("resnet18", (3,) * 8, (3, 8, 8), 10, activation="relu1")).to(DT).eval()
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 3, 8, 8, generator=gen, dtype=DT), torch.randint(0, 10, (16,), generator=gen)
+    pair = model.growable_pairs()[0]
+    st = collect(model, [pair], x, y, fan_out=fan_out)[0][pair.name]
+    before = outputs(model, x)
+    p = GradMaxChooser(GradMaxConfig(fan_out_norm=1e-3)).propose(pair, st, 2, torch.Generator())
+    omega = to_m2_space(p.fan_out, st.M2.shape[1])
+    torch.testing.assert_close(omega.norm(dim=0), torch.full((2,), 1e-3, dtype=DT))
+    Vh = torch.linalg.svd(st.M2, full_matrices=False).Vh[:2]
+    torch.testing.assert_close((Vh @ omega / 1e-3).abs(), torch.eye(2, dtype=DT), atol=1e-10, rtol=0)
+    apply(p, p.gamma)
+    torch.testing.assert_close(outputs(model, x), before, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("activation,learns", [("relu1", True), ("relu", False)])

@@ -62,7 +62,11 @@ def test_presets_name_every_method():
     # every growth run's target is a fixed network's widths, on one schedule
     assert ("--widths", "1,1", "-o", "target=8,8", "-o", "growth_steps=24", "-o", "grow_every=0.25") \
         in mnist.settings["tiny"]
-    assert mnist.settings["gradmax"] == mnist.settings["random"] == mnist.settings["tiny"]
+    assert mnist.settings["gradmax"] == mnist.settings["random"] == mnist.settings["tiny"][:5]
+    # TINY's ablations: each at every target, on the same schedule
+    assert len(mnist.settings["tiny"]) == 5 * (1 + 3)
+    assert ("--widths", "1,1", "-o", "target=8,8", "-o", "growth_steps=24", "-o", "grow_every=0.25", "-o",
+            "significance=1") in mnist.settings["tiny"]
     assert ("--widths", "128,128", "-o", "structured=true", "-o", "sparsity=0.9375") in mnist.settings["prune"]
     # the authors' ResNet-18 schedules: 21 steps from 1/64, 8 from 1/4, then 250 post-growth epochs
     quarter, full = PRESETS["paper-cifar10-from-quarter"](), PRESETS["paper-cifar100"]()

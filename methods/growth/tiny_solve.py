@@ -134,6 +134,23 @@ def half_diff_N(st: PairStats, C: torch.Tensor, S1_pinv_M1: torch.Tensor, rel_ep
     return -dM2 + times_c(dC, S1_pinv_M1) + times_c(C, d_move)
 
 
+def top_singular(W, N: torch.Tensor, q: int, niter: int = 6):
+    """(U (d2, q), λ (q,), Vh (q, dout)): the top q singular triplets of X = W N without forming X, by
+    randomised subspace iteration (Halko, Martinsson, Tropp, SIAM Review 2011, Alg. 4.4). Each product
+    with X or Xᵀ costs d²·q FLOPs (a triangular solve with q columns for a CholeskyWhitener) where
+    forming X costs d²·dout: at ResNet-18's last blocks, d2 = dout = 4608 and q ≈ 20."""
+    gen = torch.Generator(device=N.device).manual_seed(0)   # the same start on every call: deterministic
+    G = torch.randn(N.shape[1], q, dtype=N.dtype, device=N.device, generator=gen)
+    Nt = N.T.contiguous()                           # (dout, d2): a product with a transposed view is ~2x slower
+    Q = torch.linalg.qr(W @ (N @ G)).Q              # (d2, q): the range of X G
+    for _ in range(niter):
+        Z = torch.linalg.qr(Nt @ (W.T @ Q)).Q       # (dout, q): Xᵀ Q
+        Q = torch.linalg.qr(W @ (N @ Z)).Q          # (d2, q): X Z
+    B = (Nt @ (W.T @ Q)).T                          # (q, dout) = Qᵀ X
+    Ub, lam, Vh = torch.linalg.svd(B, full_matrices=False)
+    return Q @ Ub, lam, Vh
+
+
 def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: float = 1e-6,
           W2: torch.Tensor | None = None) -> PairSolution:
     """ΔW*, bottleneck and the best `K <= max_neurons` significant neurons of one pair.
@@ -146,12 +163,10 @@ def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: f
     N = project(M2, C, S1_pinv_M1)                  # (d2, dout)
     if W2 is None:
         W2 = whitener(S2, rel_eps)                  # (d2, d2)
-    X = W2 @ N                                      # (d2, dout), singular values λ
-    if min(X.shape) > SVD_MAX_DIM:   # e.g. full conv fan-out, 4608 x 4608: K <= max_neurons are needed
-        U, lam, V = torch.svd_lowrank(X, q=min(max_neurons + 16, min(X.shape)), niter=6)
-        Vh = V.T
+    if min(N.shape) > SVD_MAX_DIM:   # e.g. full conv fan-out, 4608 x 4608: K <= max_neurons are needed
+        U, lam, Vh = top_singular(W2, N, q=min(max_neurons + 16, min(N.shape)))
     else:
-        U, lam, Vh = torch.linalg.svd(X, full_matrices=False)
+        U, lam, Vh = torch.linalg.svd(W2 @ N, full_matrices=False)   # W2 N (d2, dout): singular values λ
     if significance == 0:      # no gate: the noise level would multiply zero
         noise = 0.0
     elif st.half_diff is None:   # independent rows (noise.py)
