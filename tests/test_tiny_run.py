@@ -169,3 +169,16 @@ def test_extra_steps_follow_while_a_pair_is_short(tmp_path):
     assert sorted({e["growth_step"] for e in history if e["kind"] == "growth"}) == list(range(n))
     post = [e for e in history if e["kind"] == "post_growth"]
     assert len(post) == 1 and post[0]["widths"] == [32, 32]
+
+
+def test_growth_ends_when_the_targets_are_reached(tmp_path):
+    """From 1,1 to 3,3 in 6 scheduled steps, K = ⌈2/6⌉ = 1 then ⌈1/5⌉ = 1: at the target after 2 steps,
+    where the post-growth phase starts (random growth: fixed amplitude, never refused)."""
+    summary, history = growth_run(tmp_path, "random", target="3,3", growth_steps=6)
+    assert summary["widths"] == [3, 3] and summary["growth_steps"] == 2
+    steps_per_epoch = math.ceil(summary["n_train"] / 32)
+    every = round(0.25 * steps_per_epoch)
+    post = [e for e in history if e["kind"] == "post_growth"]
+    assert len(post) == 1 and post[0]["step"] == every
+    assert summary["growth_epochs"] == pytest.approx(every / steps_per_epoch)
+    assert not [e for e in history if e["kind"] == "growth" and e["growth_step"] >= 2]

@@ -216,13 +216,13 @@ class GrowthRun:
                               "widths": list(self.model.widths), "target_widths": list(self.target.values())})
 
     def done_growing(self) -> bool:
-        """After growth_steps steps, at the targets; else after the extra steps, or when the next step
-        would leave no training after it."""
+        """At the targets (the authors stop growing when the widths match; a small target can be reached
+        before the last scheduled step, and its post-growth phase is then longer); else after the extra
+        steps, or when the next step would leave no training after it."""
         cfg, n = self.cfg, self.steps_done
-        if n < cfg.growth_steps:
-            return False
-        at_target = all(p.width >= self.target[p.name] for p in self.model.growable_pairs())
-        return at_target or n >= cfg.growth_steps + cfg.extra_steps or n * self.every >= self.total_steps
+        if all(p.width >= self.target[p.name] for p in self.model.growable_pairs()):
+            return True
+        return n >= cfg.growth_steps + cfg.extra_steps or (n >= cfg.growth_steps and n * self.every >= self.total_steps)
 
     def _sample(self, n: int):
         data = self.task.data   # with replacement: a permutation of the whole set per step costs more
