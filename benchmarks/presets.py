@@ -117,7 +117,8 @@ def paper_cifar(dataset: str, num_classes: int, start: str = "1/64") -> Preset:
 
 # TINY on a CPU: 512 images for the statistics and 256 for the line search; 4 growth steps an epoch
 # apart from 1/64 to 1/16 of the standard widths, then post-growth epochs. On ResNet-18 a statistics pass
-# costs ~1.8 GFLOP an image (the patch Grams of the full-width residual stream), ~18x an image's training.
+# with the full k×k fan-out costs ~9.6 GFLOP an image (stats_gflop / n_stat_samples of the growth events:
+# the patch Grams of the full-width residual stream).
 CPU_RESNET_GROWTH = ("-o", "min_samples=512", "-o", "max_samples=512", "-o", "line_search_samples=256",
                      *steps(4, 1))
 
