@@ -81,26 +81,6 @@ def test_gradmax_leaves_the_function_unchanged_and_follows_M2(index):
     torch.testing.assert_close(outputs(model, x), before, rtol=1e-13, atol=1e-14)   # up to summation order
 
 
-@pytest.mark.parametrize("fan_out", ["centre", "full"])
-def test_gradmax_the_tiny_authors_variant_has_fan_out_norm_1e_3(fan_out):
-    """-o fan_out_norm=1e-3: each new fan-out vector, in M2's layout, has norm 1e-3 and is M2's singular
-    vector; the fan-in is zero, so the function is unchanged."""
-    torch.manual_seed(0)
-    model = build_network(NetSpec("resnet18", (3,) * 8, (3, 8, 8), 10, activation="relu1")).to(DT).eval()
-    gen = torch.Generator().manual_seed(1)
-    x, y = torch.randn(16, 3, 8, 8, generator=gen, dtype=DT), torch.randint(0, 10, (16,), generator=gen)
-    pair = model.growable_pairs()[0]
-    st = collect(model, [pair], x, y, fan_out=fan_out)[0][pair.name]
-    before = outputs(model, x)
-    p = GradMaxChooser(GradMaxConfig(fan_out_norm=1e-3)).propose(pair, st, 2, torch.Generator())
-    omega = to_m2_space(p.fan_out, st.M2.shape[1])
-    torch.testing.assert_close(omega.norm(dim=0), torch.full((2,), 1e-3, dtype=DT))
-    Vh = torch.linalg.svd(st.M2, full_matrices=False).Vh[:2]
-    torch.testing.assert_close((Vh @ omega / 1e-3).abs(), torch.eye(2, dtype=DT), atol=1e-10, rtol=0)
-    apply(p, p.gamma)
-    torch.testing.assert_close(outputs(model, x), before, rtol=1e-12, atol=1e-13)
-
-
 @pytest.mark.parametrize("activation,learns", [("relu1", True), ("relu", False)])
 def test_gradmax_fan_in_learns_only_with_a_slope_at_zero(activation, learns):
     model, (x, y) = make_mlp(activation), make_data()
@@ -301,16 +281,22 @@ def test_fs_with_explicit_widths(tmp_path):
     assert config.widths == (7, 3) and config.options == {} and config.train.epochs == 3   # MNIST-family default
 
 
-@pytest.mark.parametrize("fan_out", ["centre", "full"])
-def test_gradmax_on_a_conv_pair_is_the_gradient_of_its_fan_in(fan_out):
-    """ResNet block (conv1 -> BN -> relu1 -> conv2), eval mode: the function is unchanged, and the new
-    fan-in's gradient is the BN scale times n·M2 ω in the fan-in's layout, for both fan-out layouts."""
+def resnet_block(fan_out: str):
+    """The first pair of a ResNet-18 at widths 3 (conv1 -> BN -> relu1 -> conv2, eval mode, float64), 16
+    random 8x8 images and the pair's statistics with the given conv fan-out."""
     torch.manual_seed(0)
     model = build_network(NetSpec("resnet18", (3,) * 8, (3, 8, 8), 10, activation="relu1")).to(DT).eval()
     gen = torch.Generator().manual_seed(1)
     x, y = torch.randn(16, 3, 8, 8, generator=gen, dtype=DT), torch.randint(0, 10, (16,), generator=gen)
     pair = model.growable_pairs()[0]
-    st = collect(model, [pair], x, y, fan_out=fan_out)[0][pair.name]
+    return model, x, y, pair, collect(model, [pair], x, y, fan_out=fan_out)[0][pair.name]
+
+
+@pytest.mark.parametrize("fan_out", ["centre", "full"])
+def test_gradmax_on_a_conv_pair_is_the_gradient_of_its_fan_in(fan_out):
+    """ResNet block (conv1 -> BN -> relu1 -> conv2), eval mode: the function is unchanged, and the new
+    fan-in's gradient is the BN scale times n·M2 ω in the fan-in's layout, for both fan-out layouts."""
+    model, x, y, pair, st = resnet_block(fan_out)
     before = outputs(model, x)
     p = GradMaxChooser(GradMaxConfig()).propose(pair, st, 2, torch.Generator())
     assert p.fan_out.shape == (64, 2, 3, 3)
@@ -325,3 +311,18 @@ def test_gradmax_on_a_conv_pair_is_the_gradient_of_its_fan_in(fan_out):
     torch.testing.assert_close(pair.first.weight.grad[-2:], expected)
     Vh = torch.linalg.svd(st.M2, full_matrices=False).Vh[:2]   # and ω are M2's top right singular vectors
     torch.testing.assert_close((Vh @ (omega / omega.norm(dim=0))).abs(), torch.eye(2, dtype=DT), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("fan_out", ["centre", "full"])
+def test_gradmax_the_tiny_authors_variant_has_fan_out_norm_1e_3(fan_out):
+    """-o fan_out_norm=1e-3: each new fan-out vector, in M2's layout, has norm 1e-3 and is M2's singular
+    vector; the fan-in is zero, so the function is unchanged."""
+    model, x, y, pair, st = resnet_block(fan_out)
+    before = outputs(model, x)
+    p = GradMaxChooser(GradMaxConfig(fan_out_norm=1e-3)).propose(pair, st, 2, torch.Generator())
+    omega = to_m2_space(p.fan_out, st.M2.shape[1])
+    torch.testing.assert_close(omega.norm(dim=0), torch.full((2,), 1e-3, dtype=DT))
+    Vh = torch.linalg.svd(st.M2, full_matrices=False).Vh[:2]
+    torch.testing.assert_close((Vh @ omega / 1e-3).abs(), torch.eye(2, dtype=DT), atol=1e-10, rtol=0)
+    apply(p, p.gamma)
+    torch.testing.assert_close(outputs(model, x), before, rtol=1e-12, atol=1e-13)
