@@ -59,8 +59,8 @@ class TinyConfig(GrowthConfig):
             raise ValueError(f"line_search must be grid or armijo, got {self.line_search!r}")
         if not self.significance >= 0:
             raise ValueError(f"significance must be >= 0, got {self.significance}")
-        if not 0 <= self.whiten_eps < 1:
-            raise ValueError(f"whiten_eps must be in [0, 1), got {self.whiten_eps}")
+        if not 0 < self.whiten_eps < 1:   # 0 would keep round-off eigenvalues of S2 in S2^{-1/2}
+            raise ValueError(f"whiten_eps must be in (0, 1), got {self.whiten_eps}")
         if self.min_decrease is not None and not self.min_decrease >= 0:
             raise ValueError(f"min_decrease must be >= 0, got {self.min_decrease}")
 

@@ -54,7 +54,8 @@ def test_parse_seeds():
 
 
 def test_presets_name_every_method():
-    assert set(PRESETS) == {"smoke", "paper-mnist", "paper-cifar10", "paper-cifar100", "paper-cifar10-from-quarter",
+    assert set(PRESETS) == {"smoke", "paper-mnist", "paper-mnist-ablations", "paper-cifar10", "paper-cifar100",
+                            "paper-cifar10-from-quarter",
                             "paper-cifar100-from-quarter", "cifar10-subset", "resnet18-subset"}
     smoke, mnist = PRESETS["smoke"](), PRESETS["paper-mnist"]()
     assert set(smoke.settings) == set(mnist.settings) == ALL_METHODS
@@ -62,11 +63,14 @@ def test_presets_name_every_method():
     # every growth run's target is a fixed network's widths, on one schedule
     assert ("--widths", "1,1", "-o", "target=8,8", "-o", "growth_steps=24", "-o", "grow_every=0.25") \
         in mnist.settings["tiny"]
-    assert mnist.settings["gradmax"] == mnist.settings["random"] == mnist.settings["tiny"][:5]
-    # TINY's ablations: each at every target, on the same schedule
-    assert len(mnist.settings["tiny"]) == 5 * (1 + 3)
+    assert mnist.settings["gradmax"] == mnist.settings["random"] == mnist.settings["tiny"]
+    # TINY's ablations, in a preset of their own: each at every target, on the same schedule
+    ablations = PRESETS["paper-mnist-ablations"]()
+    assert set(ablations.settings) == {"fixed", "tiny", "fs"} and ablations.settings["fixed"] == mnist.settings["fixed"]
+    assert len(ablations.settings["tiny"]) == 5 * 3
+    assert not set(ablations.settings["tiny"]) & set(mnist.settings["tiny"])
     assert ("--widths", "1,1", "-o", "target=8,8", "-o", "growth_steps=24", "-o", "grow_every=0.25", "-o",
-            "significance=1") in mnist.settings["tiny"]
+            "significance=1") in ablations.settings["tiny"]
     assert ("--widths", "128,128", "-o", "structured=true", "-o", "sparsity=0.9375") in mnist.settings["prune"]
     # the authors' ResNet-18 schedules: 21 steps from 1/64, 8 from 1/4, then 250 post-growth epochs
     quarter, full = PRESETS["paper-cifar10-from-quarter"](), PRESETS["paper-cifar100"]()

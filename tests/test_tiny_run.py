@@ -182,3 +182,11 @@ def test_growth_ends_when_the_targets_are_reached(tmp_path):
     assert len(post) == 1 and post[0]["step"] == every
     assert summary["growth_epochs"] == pytest.approx(every / steps_per_epoch)
     assert not [e for e in history if e["kind"] == "growth" and e["growth_step"] >= 2]
+
+
+@pytest.mark.parametrize("options", [{"growth_steps": 5, "epochs": 1}, {"whiten_eps": 0.0}])
+def test_a_schedule_or_option_that_cannot_work_is_refused(tmp_path, options):
+    """5 steps a quarter epoch apart put the last one after the last optimizer step of 1 epoch (nothing
+    would train at its widths); whiten_eps = 0 would keep S2's round-off eigenvalues."""
+    with pytest.raises((UserError, ValueError), match="growth steps every|whiten_eps"):
+        growth_run(tmp_path, "tiny", target="8,8", **options)

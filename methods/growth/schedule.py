@@ -150,7 +150,7 @@ class GrowthRun:
         self.trainer = Trainer(self.model, task.data, task.train, task.seed, tracker)
         self.every = max(1, round(cfg.grow_every * self.trainer.steps_per_epoch))   # optimizer steps
         self.total_steps = task.train.epochs * self.trainer.steps_per_epoch
-        if (cfg.growth_steps - 1) * self.every > self.total_steps:
+        if (cfg.growth_steps - 1) * self.every >= self.total_steps:   # the last step needs training after it
             raise UserError(f"{cfg.growth_steps} growth steps every {cfg.grow_every} epochs do not fit in "
                             f"{task.train.epochs} epochs; raise --epochs or lower growth_steps")
         if cfg.growth_lr:
@@ -271,7 +271,7 @@ class GrowthRun:
             prop = self.chooser.propose(p, st[p.name], k, self.gen)
             if prop is None or prop.k < k:
                 self.found_fewer.add(p.name)
-                self.short[p.name] = f"the method found {0 if prop is None else prop.k} of K = {k} units"
+                self.short[p.name] = f"the method found {0 if prop is None else prop.k} of the {k} units still due"
             if prop is not None:
                 proposals.append(prop)
         self.seconds["solve_s"] += time.perf_counter() - t0
