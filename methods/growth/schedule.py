@@ -265,7 +265,7 @@ class GrowthRun:
     def _proposals(self, pairs, st) -> list[Proposal]:
         """Each pair with units still due this step (self.due): the chooser's units, best first."""
         t0 = time.perf_counter()
-        proposals, self.found_fewer = [], set()
+        proposals = []
         for p in pairs:
             k = self.due[p.name]
             prop = self.chooser.propose(p, st[p.name], k, self.gen)
