@@ -130,8 +130,8 @@ def paper_cifar(dataset: str, num_classes: int, start: str = "1/64") -> Preset:
 # apart from 1/64 to 1/16 of the standard widths, then post-growth epochs. On ResNet-18 a statistics pass
 # with the full k×k fan-out costs ~9.6 GFLOP an image (stats_gflop / n_stat_samples of the growth events:
 # the patch Grams of the full-width residual stream).
-CPU_RESNET_GROWTH = ("-o", "min_samples=512", "-o", "max_samples=512", "-o", "line_search_samples=256",
-                     *steps(4, 1))
+CPU_RESNET_SAMPLES = ("-o", "min_samples=512", "-o", "max_samples=512", "-o", "line_search_samples=256")
+CPU_RESNET_GROWTH = (*CPU_RESNET_SAMPLES, *steps(4, 1))
 
 
 def resnet18_subset() -> Preset:
@@ -151,6 +151,16 @@ def cifar10_subset() -> Preset:
                   growth=steps(8, 0.5))
 
 
+def gpu_check() -> Preset:
+    # Every method once on a GPU in a few minutes: ResNet-18 on 2,000 images of the CIFAR-10 subset, one
+    # epoch, growth from 1/64 in 3 steps a quarter epoch apart at the resnet18-subset statistics sizes.
+    return ladder("every method once on the GPU: CIFAR-10 (JPEG subset, 2,000 train images), ResNet-18 from "
+                  "1/64 to 1/32 and 1/16, 1 epoch, seed 0 (GPU: minutes)", (0,),
+                  ("--dataset", CIFAR10_SUBSET, "--arch", "resnet18", "--epochs", "1", "--train-subset", "2000",
+                   "--train-eval-samples", "1000"), "1/64", ("1/32", "1/16"),
+                  growth=(*CPU_RESNET_SAMPLES, *steps(3, 0.25)))
+
+
 PRESETS = {
     "smoke": smoke,
     "paper-mnist": paper_mnist,
@@ -161,6 +171,7 @@ PRESETS = {
     "paper-cifar100-from-quarter": lambda: paper_cifar("cifar100", 100, "1/4"),
     "cifar10-subset": cifar10_subset,
     "resnet18-subset": resnet18_subset,
+    "gpu-check": gpu_check,
 }
 
 

@@ -56,7 +56,7 @@ def test_parse_seeds():
 def test_presets_name_every_method():
     assert set(PRESETS) == {"smoke", "paper-mnist", "paper-mnist-ablations", "paper-cifar10", "paper-cifar100",
                             "paper-cifar10-from-quarter",
-                            "paper-cifar100-from-quarter", "cifar10-subset", "resnet18-subset"}
+                            "paper-cifar100-from-quarter", "cifar10-subset", "resnet18-subset", "gpu-check"}
     smoke, mnist = PRESETS["smoke"](), PRESETS["paper-mnist"]()
     assert set(smoke.settings) == set(mnist.settings) == ALL_METHODS
     assert mnist.seeds == (0, 1, 2) and "mnist" in mnist.common
@@ -82,6 +82,10 @@ def test_presets_name_every_method():
     cpu = PRESETS["resnet18-subset"]()
     assert set(cpu.settings) == {"fixed", "tiny", "fs"} and cpu.settings["fixed"] == (("--widths", "1/16"),)
     assert cpu.seeds == (0, 1, 2, 3, 4)
+    # the GPU check: every method once, one epoch
+    gpu = PRESETS["gpu-check"]()
+    assert set(gpu.settings) == ALL_METHODS and gpu.seeds == (0,)
+    assert gpu.common[gpu.common.index("--epochs") + 1] == "1"
 
 
 def test_unknown_names_fail_before_anything_runs(tmp_path, capsys, monkeypatch):
