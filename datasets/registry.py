@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import ROOT
-from benchmarks.errors import UserError
 from datasets import npz, sources, synthetic
+from datasets.errors import DataError
+from datasets.recipe import AUGMENTABLE_SIZE, Recipe, recipe
 from datasets.request import DATA_DIR_ENV, LoadRequest
 from datasets.tensors import Data
 
 Loader = Callable[[LoadRequest], Data]
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data"   # the repository's data/ (MNIST ships there)
 
 # Functions, not instances: nothing is read until a dataset is asked for.
 _LOADERS: dict[str, Loader] = {
@@ -23,16 +24,32 @@ _LOADERS: dict[str, Loader] = {
     "synthetic": synthetic.load_synthetic,
     "synthetic-image": synthetic.load_synthetic_image,
 }
-AUGMENTABLE_SIZE = (32, 32)  # crop-and-flip is the CIFAR recipe; it would mangle digits and 4x4 toys
+# (C, H, W) of one sample, known without reading the files (an npz's is read from its header).
+INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "synthetic": (1, 4, 4),
+                "synthetic-image": (3, 32, 32)}
 
 
 def dataset_names() -> list[str]:
     return [*_LOADERS, f"{npz.PREFIX}<path>"]
 
 
+def input_shape(name: str) -> tuple[int, ...]:
+    """(C, H, W) of one sample of dataset `name`, without loading it."""
+    if name.startswith(npz.PREFIX):
+        return npz.input_shape(name)
+    if name not in INPUT_SHAPES:
+        raise DataError(f"unknown dataset {name!r}; choose from: {', '.join(dataset_names())}")
+    return INPUT_SHAPES[name]
+
+
+def default_recipe(name: str) -> Recipe:
+    """The training recipe of dataset `name`, from the shape of its images (datasets/recipe.py)."""
+    return recipe(input_shape(name))
+
+
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
     """The argument if given, else $GROWBENCH_DATA_DIR if set, else <repo>/data."""
-    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or ROOT / "data"
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
     return Path(chosen).expanduser()
 
 
@@ -49,12 +66,12 @@ def load_dataset(
     elif name in _LOADERS:
         loader = _LOADERS[name]
     else:
-        raise UserError(f"unknown dataset {name!r}; choose from: {', '.join(dataset_names())}")
+        raise DataError(f"unknown dataset {name!r}; choose from: {', '.join(dataset_names())}")
     data = loader(LoadRequest(name, resolve_data_dir(data_dir), torch.device(device), download))
     if not augment:
         return data
     if data.input_shape[1:] != AUGMENTABLE_SIZE:
-        raise UserError(
+        raise DataError(
             f"augmentation (random crop + flip) is for 32x32 images; {name} has input shape {data.input_shape}"
         )
     return replace(data, augment=True)

@@ -1,7 +1,7 @@
 """MNIST, CIFAR-10 and CIFAR-100 from torchvision's on-disk layout under the data directory.
 
 torchvision reads the files (and checks CIFAR's MD5s); this module only makes its failures one-line
-UserErrors and turns its uint8 arrays into normalised tensors. torchvision is imported inside the loaders
+DataErrors and turns its uint8 arrays into normalised tensors. torchvision is imported inside the loaders
 because importing it costs about a second, which runs that need no such dataset should not pay.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.errors import UserError
+from datasets.errors import DataError
 from datasets.request import DATA_DIR_ENV, POINT_AT_COPY, LoadRequest, last_line
 from datasets.tensors import Data, images_to_nchw, labels, normalise
 
@@ -39,7 +39,7 @@ def load_mnist(req: LoadRequest) -> Data:
     try:
         train, test = MNIST(req.data_dir, train=True), MNIST(req.data_dir, train=False)
     except (AssertionError, RuntimeError, TypeError, ValueError, OSError) as e:  # torchvision's IDX parser asserts
-        raise UserError(
+        raise DataError(
             f"cannot read the MNIST files in {raw} ({last_line(e)}); "
             "delete the uncompressed ones to extract them again from the .gz files"
         ) from e
@@ -79,7 +79,7 @@ def _load_cifar(req: LoadRequest, cls: type, num_classes: int, mean: tuple, std:
     try:
         train, test = cls(req.data_dir, train=True), cls(req.data_dir, train=False)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, KeyError, ValueError, TypeError) as e:
-        raise UserError(
+        raise DataError(
             f"{cls.__name__} files are unreadable: {_find_bad_file(folder, md5s) or last_line(e)}; "
             f"delete {folder} to download it again, or {POINT_AT_COPY}"
         ) from e
@@ -115,20 +115,20 @@ def _gunzip_missing(raw: Path) -> None:
             os.replace(partial, target)
         except (OSError, EOFError) as e:  # gzip raises BadGzipFile (an OSError) or EOFError when truncated
             partial.unlink(missing_ok=True)
-            raise UserError(
+            raise DataError(
                 f"cannot extract {packed} next to itself ({last_line(e)}); copy {raw.parent} into a writable "
                 f"folder and point --data-dir (or {DATA_DIR_ENV}) at that folder"
             ) from e
 
 
 def _download(fetch: Callable[[], object], req: LoadRequest, not_found: str) -> None:
-    """Let torchvision download the missing files if allowed; a refused or failed download is a UserError."""
+    """Let torchvision download the missing files if allowed; a refused or failed download is a DataError."""
     if not req.download:
-        raise UserError(f"{not_found}; put the files there, or {POINT_AT_COPY} (download disabled)")
+        raise DataError(f"{not_found}; put the files there, or {POINT_AT_COPY} (download disabled)")
     try:
         fetch()
     except (OSError, RuntimeError) as e:  # URLError is an OSError; MNIST wraps its mirrors' errors in RuntimeError
-        raise UserError(f"{not_found}, and downloading failed ({last_line(e)}); {POINT_AT_COPY}") from e
+        raise DataError(f"{not_found}, and downloading failed ({last_line(e)}); {POINT_AT_COPY}") from e
 
 
 def _find_bad_file(folder: Path, md5s: dict[str, str]) -> str | None:

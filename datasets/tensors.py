@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.errors import UserError
+from datasets.errors import DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # x (B, C, H, W) float32, y (B,) int64
 
@@ -53,7 +53,7 @@ class Data:
     def subset_train(self, n: int, generator: torch.Generator) -> "Data":
         """The first n training samples of a seeded permutation (not stratified by class); test set unchanged."""
         if not 1 <= n <= len(self.y_train):
-            raise UserError(f"training subset size must be between 1 and {len(self.y_train)}, got {n}")
+            raise DataError(f"training subset size must be between 1 and {len(self.y_train)}, got {n}")
         keep = torch.randperm(len(self.y_train), generator=generator)[:n].to(self.y_train.device)
         return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep])
 

@@ -1,9 +1,19 @@
 """Methods behind one interface (methods.interface) and one registry (methods.registry).
 
-Importing this package registers every method.
+The built-in methods are imported on the first registry lookup, not here: `import methods` is cheap.
 """
 
-from methods import fixed, fs, gradmax, prune, random_growth, tiny  # noqa: F401  (registers)
-from methods.registry import ALIASES, METHODS, canonical_name, make_method
+from methods.registry import (
+    aliases,
+    canonical_name,
+    make_method,
+    method_defaults,
+    names_text,
+    option_specs,
+    parse_options,
+    register,
+    registered,
+)
 
-__all__ = ["ALIASES", "METHODS", "canonical_name", "make_method"]
+__all__ = ["aliases", "canonical_name", "make_method", "method_defaults", "names_text", "option_specs",
+           "parse_options", "register", "registered"]

@@ -1,6 +1,6 @@
 """GradMax (`gradmax`): new neurons with zero fan-in, whose fan-out maximises the gradient norm of
 that fan-in (Evci et al., "GradMax: Growing Neural Networks using Gradient Information", ICLR 2022;
-tiny-math.md §4). The schedule is the shared one (methods/growth/schedule.py).
+MATH.md §4). The schedule is the shared one (methods/growth/schedule.py).
 
 With zero fan-in (and zero bias) a new unit's pre-activation is 0, so the function is unchanged at the
 step whatever the fan-out ω. The gradient of the loss w.r.t. its fan-in row [w | b] is σ'(0)·M2 ω,
@@ -19,8 +19,9 @@ Choices, following the reference code (google-research/growneuron):
   fan-out vector at L2 norm 1e-3 (in M2's layout: the whole k×k kernel with the full fan-out).
 - Amplitude: fixed (γ = 1). The loss is flat in γ at the step, so a line search would pick γ = 0.
 - Conv pairs: ω lives in M2's output space, the layout of the conv statistics (methods/growth/stats.py,
-  option conv_fan_out): the second layer's output channels, placed as a 1x1 fan-out at the centre of
-  its kernel ("centre"), or its whole kh×kw kernel ("full", what the reference's auxiliary conv does).
+  option conv_fan_out; methods/growth/layout.py converts it): the second layer's output channels,
+  placed as a 1x1 fan-out at the centre of its kernel ("centre"), or its whole kh×kw kernel ("full",
+  what the reference's auxiliary conv does).
 
 For the shared schedule, which the reference (one growth every 2500 steps) never meets:
 - Never more units than the rank of M2: a direction with zero singular value gives no gradient.
@@ -31,19 +32,19 @@ For the shared schedule, which the reference (one growth every 2500 steps) never
   learning rate of the first SGD step after growth (the quantity GradMax maximises).
 """
 
-import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from methods.growth.config import GrowthConfig
+from methods.growth.layout import from_m2_space, to_m2_space
 from methods.growth.scale import at_mean_norm
-from methods.growth.schedule import GrowthConfig, GrowthRun
+from methods.growth.schedule import GrowthRun
 from methods.growth.stats import PairStats
 from methods.growth.step import Proposal
 from methods.interface import Result, Task
 from methods.nets import GrowablePair
+from methods.options import opt
 from methods.registry import register
 from methods.tiny import Tiny
 
@@ -52,36 +53,16 @@ RANK_EPS = 1e-6   # singular values below this fraction of the largest count as 
 
 @dataclass(frozen=True)
 class GradMaxConfig(GrowthConfig):
-    scale: float = 0.5          # new fan-out norm, as a fraction of the mean norm of the existing fan-out vectors
-    fan_out_norm: float = 0.0   # > 0: every new fan-out vector at this L2 norm instead (the TINY authors': 1e-3)
+    scale: float = opt(0.5, "new fan-out norm, as a fraction of the mean norm of the existing fan-out vectors")
+    fan_out_norm: float = opt(0.0, "> 0: every new fan-out vector at this L2 norm instead (the TINY authors': "
+                                   "1e-3)")
 
     def __post_init__(self):
         super().__post_init__()
         if not self.scale > 0:
             raise ValueError(f"scale must be positive, got {self.scale}")
-        if not (self.fan_out_norm >= 0 and math.isfinite(self.fan_out_norm)):
+        if not self.fan_out_norm >= 0:
             raise ValueError(f"fan_out_norm must be >= 0, got {self.fan_out_norm}")
-
-
-def to_m2_space(w: torch.Tensor, dout: int) -> torch.Tensor:
-    """Fan-out vectors in second.weight's layout (C_out, units[, kh, kw]) -> (dout, units), as M2's columns
-    see them: a linear layer's columns; a conv's kernel centre when M2 is (d2, C_out) (conv_fan_out
-    "centre"), its whole kernel, index c·kh·kw + e, when M2 is (d2, C_out·kh·kw) ("full")."""
-    if w.dim() == 2:
-        return w
-    if dout == w.shape[0]:
-        return w[:, :, w.shape[2] // 2, w.shape[3] // 2]
-    return w.transpose(0, 1).flatten(1).T
-
-
-def from_m2_space(second: nn.Module, omega: torch.Tensor) -> torch.Tensor:
-    """The inverse of to_m2_space: (dout, K) -> second.weight's layout (C_out, K[, kh, kw])."""
-    if isinstance(second, nn.Linear):
-        return omega
-    kh, kw = second.kernel_size
-    if len(omega) == second.out_channels:   # 1x1 at the kernel centre, zeros around
-        return F.pad(omega[:, :, None, None], (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2))
-    return omega.T.reshape(-1, second.out_channels, kh, kw).transpose(0, 1)
 
 
 def untrained_units(pair: GrowablePair) -> torch.Tensor:
@@ -119,10 +100,10 @@ class GradMaxChooser:
 @register("gradmax")
 class GradMax:
     DEFAULTS = Tiny.DEFAULTS   # same starting widths and epochs as TINY
-    OPTIONS = tuple(f.name for f in fields(GradMaxConfig))
+    Config = GradMaxConfig
 
-    def __init__(self, **options):
-        self.cfg = GradMaxConfig(**options)
+    def __init__(self, cfg: GradMaxConfig):
+        self.cfg = cfg
 
     def run(self, task: Task, tracker) -> Result:
         # relu -> relu1: same values, σ'(0) = 1 so that zero fan-in units learn (module docstring).

@@ -11,9 +11,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from benchmarks.config import TrainConfig
 from datasets import Data
 from methods.nets import NetSpec
+from methods.train import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -19,34 +19,36 @@ per step a `prune` event (accuracy before fine-tuning) and the fine-tuning's eva
 `epoch` and `step` count within that fine-tuning. Training FLOPs include the fine-tuning.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from methods.interface import Result, Task
 from methods.nets import build_network
+from methods.nets.modes import kept_modes
+from methods.options import Checked, opt
 from methods.pruning_units import keep_widths
 from methods.registry import register
 from methods.train import Trainer
 
 
 @dataclass(frozen=True)
-class PruneConfig:
-    sparsity: float = 0.9         # fraction removed (module docstring), in [0, 1)
-    structured: bool = False      # remove units (True) or zero single weights (False)
-    iterative_steps: int = 1      # pruning steps, each followed by fine-tuning
-    finetune_epochs: int = 1      # epochs of fine-tuning after each pruning step
-    finetune_lr: float = 0.1      # fine-tuning peak LR, as a fraction of the training LR
+class PruneConfig(Checked):
+    sparsity: float = opt(0.9, "fraction removed, in [0, 1): of the prunable weights, or of each growable "
+                               "width's units when structured")
+    structured: bool = opt(False, "remove units (true) or zero single weights (false)")
+    iterative_steps: int = opt(1, "pruning steps, each followed by fine-tuning")
+    finetune_epochs: int = opt(1, "epochs of fine-tuning after each pruning step")
+    finetune_lr: float = opt(0.1, "fine-tuning peak LR, as a fraction of the training LR")
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0 <= self.sparsity < 1:
             raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
-        if not isinstance(self.structured, bool):
-            raise ValueError(f"structured must be true or false, got {self.structured!r}")
-        if not (isinstance(self.iterative_steps, int) and self.iterative_steps >= 1):
+        if not self.iterative_steps >= 1:
             raise ValueError(f"iterative_steps must be an integer >= 1, got {self.iterative_steps}")
-        if not (isinstance(self.finetune_epochs, int) and self.finetune_epochs >= 0):
+        if not self.finetune_epochs >= 0:
             raise ValueError(f"finetune_epochs must be an integer >= 0, got {self.finetune_epochs}")
         if not self.finetune_lr > 0:
             raise ValueError(f"finetune_lr must be positive, got {self.finetune_lr}")
@@ -76,15 +78,13 @@ def effective_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     positions = {}
     handles = [m.register_forward_hook(lambda m, a, out: positions.__setitem__(m, out[0, 0].numel()))
                for m in layers]
-    was_training = model.training
-    model.eval()
     try:
         p = next(model.parameters())
-        model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
+        with kept_modes(model, train=False):
+            model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return sum(int((m.weight != 0).sum()) * positions[m] for m in layers)
 
 
@@ -110,10 +110,10 @@ class GradientMasks:
 
 @register("prune")
 class Prune:
-    OPTIONS = tuple(f.name for f in fields(PruneConfig))
+    Config = PruneConfig
 
-    def __init__(self, **options):
-        self.cfg = PruneConfig(**options)
+    def __init__(self, cfg: PruneConfig):
+        self.cfg = cfg
 
     def run(self, task: Task, tracker) -> Result:
         cfg = self.cfg

@@ -1,5 +1,5 @@
 """Random growth (`random`): the shared schedule and budget of TINY, with random new neurons in a
-random pair (tiny-math.md §5). The control that shows what choosing the neurons buys.
+random pair (MATH.md §5). The control that shows what choosing the neurons buys.
 
 Variants (option `variant`, recorded in the summary):
 - "zero_fan_out" (default): random fan-in, zero fan-out. Function-preserving at the step; the fan-out
@@ -12,31 +12,31 @@ The amplitude is fixed (γ = 1): there is no first-order model to line-search al
 grows is the one with the largest uniform random score, i.e. a uniformly random pair.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+from methods.growth.config import GrowthConfig
 from methods.growth.scale import at_mean_norm
-from methods.growth.schedule import GrowthConfig, GrowthRun
+from methods.growth.schedule import GrowthRun
 from methods.growth.stats import PairStats
 from methods.growth.step import Proposal
 from methods.interface import Result, Task
 from methods.nets import GrowablePair
+from methods.options import opt
 from methods.registry import register
 from methods.tiny import Tiny
-
-VARIANTS = ("zero_fan_out", "both")
 
 
 @dataclass(frozen=True)
 class RandomConfig(GrowthConfig):
-    variant: str = "zero_fan_out"   # see the module docstring
-    scale: float = 0.5              # new vector norm, as a fraction of the mean norm of the existing ones
+    variant: Literal["zero_fan_out", "both"] = opt("zero_fan_out", "zero_fan_out: random fan-in, zero fan-out "
+                                                                  "(function kept); both: random fan-in and fan-out")
+    scale: float = opt(0.5, "new vector norm, as a fraction of the mean norm of the existing ones")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got '{self.variant}'")
         if not self.scale > 0:
             raise ValueError(f"scale must be positive, got {self.scale}")
 
@@ -70,10 +70,10 @@ class RandomChooser:
 @register("random")
 class RandomGrowth:
     DEFAULTS = Tiny.DEFAULTS   # same starting widths and epochs as TINY
-    OPTIONS = tuple(f.name for f in fields(RandomConfig))
+    Config = RandomConfig
 
-    def __init__(self, **options):
-        self.cfg = RandomConfig(**options)
+    def __init__(self, cfg: RandomConfig):
+        self.cfg = cfg
 
     def run(self, task: Task, tracker) -> Result:
         result = GrowthRun(task, tracker, RandomChooser(self.cfg), self.cfg).run()

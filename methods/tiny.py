@@ -15,20 +15,23 @@ growth/noise.py), `move_existing` (the γ²ΔW* move), `conv_fan_out=centre`.
 """
 
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from methods.growth import line_search
+from methods.growth.config import GrowthConfig
+from methods.growth.layout import from_m2_space
 from methods.growth.normalise import NORM_SAMPLES, better_sign, normalised
-from methods.growth.schedule import GrowthConfig, GrowthRun
+from methods.growth.schedule import GrowthRun
 from methods.growth.stats import PairStats
 from methods.growth.step import Proposal
 from methods.growth.tiny_solve import SLOPE_AT_ZERO, solve, whitener
 from methods.interface import Result, Task
 from methods.nets import GrowablePair
+from methods.options import opt
 from methods.registry import register
 
 
@@ -41,22 +44,21 @@ def split_bias(layer: nn.Module, mat: torch.Tensor, dim: int) -> tuple[torch.Ten
 
 @dataclass(frozen=True)
 class TinyConfig(GrowthConfig):
-    significance: float = 0.0          # keep singular values above this multiple of the noise level
-                                       # (growth/noise.py); 0: the authors' top K, no test
-    move_existing: bool = False        # also move the second layer's existing weights by γ²ΔW* (the talk:
-                                       # "update all layers with V* (+ line search) or gradient descent")
-    normalise: bool = False            # true: new units at the layers' scale before the line search, with
-                                       # the sign that lowers the loss (the authors', normalise.py)
-    line_search: str = "armijo"        # "armijo" (backtracking from the SVD's scale) or "grid" (the authors')
-    whiten_eps: float = 1e-6           # eigenvalues of S2 below this fraction of its largest are left out of
-                                       # S2^{-1/2} (the directions the data hardly spans)
-    min_decrease: float | None = None  # grid: relative loss decrease a step must reach to be kept; None:
-                                       # the authors' 1e-4 for a linear second layer, 1e-8 for a conv
+    significance: float = opt(0.0, "keep singular values above this multiple of the noise level "
+                                   "(growth/noise.py); 0: the authors' top K, no test")
+    move_existing: bool = opt(False, "also move the second layer's existing weights by γ²ΔW* (the talk's "
+                                     "'update all layers with V*')")
+    normalise: bool = opt(False, "new units at the layers' scale before the line search, with the sign that "
+                                 "lowers the loss (the authors')")
+    line_search: Literal["armijo", "grid"] = opt("armijo", "armijo: backtracking from the SVD's scale; grid: the "
+                                                           "authors' geometric grid with an acceptance threshold")
+    whiten_eps: float = opt(1e-6, "eigenvalues of S2 below this fraction of its largest are left out of "
+                                  "S2^{-1/2}")
+    min_decrease: float | None = opt(None, "grid: relative loss decrease a step must reach to be kept; none: "
+                                           "the authors' 1e-4 for a linear second layer, 1e-8 for a conv")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.line_search not in ("grid", "armijo"):
-            raise ValueError(f"line_search must be grid or armijo, got {self.line_search!r}")
         if not self.significance >= 0:
             raise ValueError(f"significance must be >= 0, got {self.significance}")
         if not 0 < self.whiten_eps < 1:   # 0 would keep round-off eigenvalues of S2 in S2^{-1/2}
@@ -91,13 +93,7 @@ class TinyChooser:
         dW, dW_bias = split_bias(second, sol.dW.to(dtype), 1)              # (dout, d1), (dout,)
         fan_in = fan_in.reshape(-1, *first.weight.shape[1:])               # (K, C_in, kh, kw) for a conv
         dW = dW.reshape(second.weight.shape)
-        fan_out = sol.omega.to(dtype)                                      # (dout, K)
-        if isinstance(second, nn.Conv2d):
-            kh, kw = second.kernel_size
-            if len(fan_out) == second.out_channels:   # a 1x1 fan-out at the centre of the kernel
-                fan_out = F.pad(fan_out[:, :, None, None], (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2))
-            else:                                    # full kh×kw fan-out, rows ordered c·kh·kw + e
-                fan_out = fan_out.T.reshape(-1, second.out_channels, kh, kw).transpose(0, 1)
+        fan_out = from_m2_space(second, sol.omega.to(dtype))               # (dout, K) -> (C_out, K[, kh, kw])
         slope = SLOPE_AT_ZERO[pair.activation]
         predicted = slope * float(sol.fo_neurons.sum())   # the neurons' part is valid with or without ΔW*
         if self.cfg.move_existing:
@@ -135,18 +131,17 @@ class TinyChooser:
 
 @register("tiny", "ours")
 class Tiny:
-    # What `python -m benchmarks run --method ours` uses when the user gives no flag. MNIST: from 1,1 to
-    # the MLP's default widths 128,128 in 24 growth steps a quarter epoch apart (the last hidden layer
-    # gains at most 9 units a step: the rank of a 10-class softmax gradient), 20 epochs. CIFAR: ResNet-18
-    # from 1/64 of its standard widths to the standard widths in the authors' 21 growth steps (t = 0.25
-    # epoch); the training defaults are `run`'s CIFAR ones.
-    DEFAULTS = {"mnist": {"widths": (1, 1), "epochs": 20, "options": {"growth_steps": 24}},
-                "cifar": {"widths": (1, 1, 2, 2, 4, 4, 8, 8), "options": {"target": "standard", "growth_steps": 21}}}
-    CONFIG = TinyConfig
-    OPTIONS = tuple(f.name for f in fields(TinyConfig))
+    # What `python -m benchmarks run --method ours` uses when the user gives no flag, per arch. MLP: from
+    # 1,1 to its default widths 128,128 in 24 growth steps a quarter epoch apart (the last hidden layer
+    # gains at most 9 units a step: the rank of a 10-class softmax gradient), 20 epochs. ResNet-18: from
+    # 1/64 of its standard widths to the standard widths in the authors' 21 growth steps (t = 0.25 epoch);
+    # the training settings are the dataset's recipe.
+    DEFAULTS = {"mlp": {"widths": (1, 1), "epochs": 20, "options": {"growth_steps": 24}},
+                "resnet18": {"widths": (1, 1, 2, 2, 4, 4, 8, 8), "options": {"target": "standard", "growth_steps": 21}}}
+    Config = TinyConfig
 
-    def __init__(self, **options):
-        self.cfg = TinyConfig(**options)
+    def __init__(self, cfg: TinyConfig):
+        self.cfg = cfg
 
     def run(self, task: Task, tracker) -> Result:
         return GrowthRun(task, tracker, TinyChooser(self.cfg), self.cfg).run()

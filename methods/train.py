@@ -2,6 +2,7 @@
 factories), data already on the device, FLOPs counted step by step at the current widths."""
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -10,10 +11,36 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 from tqdm import tqdm
 
-from benchmarks.config import TrainConfig
-from benchmarks.errors import UserError
-from benchmarks.metrics import TRAIN_FLOPS_PER_FORWARD, count_macs
 from datasets import Data
+from methods.errors import ConfigError, TrainingDiverged
+from methods.nets.cost import TRAIN_FLOPS_PER_FORWARD, count_macs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 3                  # passes over the training set
+    batch_size: int = 128            # samples per optimizer step
+    optimizer: str = "sgd"           # timm.optim.create_optimizer_v2 name
+    lr: float = 0.05                 # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4       # not applied to biases and norm layers (timm's default)
+    scheduler: str = "cosine"        # timm.scheduler name, stepped every optimizer step
+    warmup_epochs: int = 0
+    augment: bool = False            # random crop (pad 4) + horizontal flip, 32x32 images only
+    eval_batch_size: int = 256       # samples per forward pass at evaluation (larger is slower on CPU)
+    train_eval_samples: int = 10000  # train accuracy is measured on this many training samples (seeded)
+    train_subset: int = 0            # >0: train on this many samples (seeded choice) instead of all
+
+    def __post_init__(self):
+        ok = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
+              "eval_batch_size": self.eval_batch_size >= 1, "lr": 0 < self.lr < math.inf,
+              "momentum": 0 <= self.momentum < 1, "weight_decay": 0 <= self.weight_decay < math.inf,
+              "warmup_epochs": self.warmup_epochs >= 0, "train_eval_samples": self.train_eval_samples >= 1,
+              "train_subset": self.train_subset >= 0}
+        bad = [name for name, fine in ok.items() if not fine]
+        if bad:
+            raise ConfigError(f"training setting {bad[0]}={getattr(self, bad[0])} is out of range (epochs and "
+                              "batch sizes >= 1, lr > 0, momentum in [0, 1), the others >= 0)")
 
 
 class Trainer:
@@ -95,7 +122,8 @@ class Trainer:
         mean_loss = float(total) / seen  # one device sync per epoch, not per step
         self.epoch += 1
         if not math.isfinite(mean_loss):
-            raise UserError(f"training loss is {mean_loss} in epoch {self.epoch}; lower --lr")
+            raise TrainingDiverged(f"training loss is {mean_loss} in epoch {self.epoch}: training diverged; "
+                                   "lower the learning rate")
         return mean_loss
 
     @torch.no_grad()

@@ -8,7 +8,7 @@ machinery (``init_computation`` -> forward -> sum-reduced loss -> ``backward`` -
 ``dict[str, torch.Tensor]`` so that our implementation can be compared on the same
 tensors.
 
-Notation is that of ``/work/shared/notes/tiny-math.md``: the pair is
+Notation is that of ``methods/growth/MATH.md``: the pair is
 
     a_{l-1} = W_{l-1} b_{l-2},   b_{l-1} = sigma(a_{l-1}),   a_l = W_l b_{l-1}
 

@@ -22,19 +22,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from benchmarks.cli import build_parser, config_from_args
-from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
 from benchmarks.errors import UserError
-from benchmarks.harness import run
-from benchmarks.metrics import count_macs, count_params
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.flags import run_config
+from benchmarks.runs.harness import run
 from methods import make_method
-from methods.gradmax import GradMaxChooser, GradMaxConfig, to_m2_space
+from methods.errors import ConfigError
+from methods.gradmax import GradMaxChooser, GradMaxConfig
+from methods.growth.layout import to_m2_space
 from methods.growth.stats import collect
 from methods.growth.step import apply
 from methods.nets import NetSpec, build_network
+from methods.nets.cost import count_macs, count_params
 from methods.prune import GradientMasks, effective_macs, global_magnitude_masks, prunable
 from methods.pruning_units import keep_widths, unit_importance
 from methods.random_growth import RandomChooser, RandomConfig
+from methods.train import TrainConfig
 
 DT = torch.float64
 
@@ -136,7 +139,7 @@ def test_random_growth_variants(variant):
 
 
 def test_random_growth_rejects_an_unknown_variant():
-    with pytest.raises(UserError, match="variant must be one of zero_fan_out, both"):
+    with pytest.raises(ConfigError, match="variant='half' expects one of zero_fan_out, both"):
         make_method("random", variant="half")
 
 
@@ -241,9 +244,7 @@ def grown_run(out):
 def test_fs_takes_the_final_structure_of_a_finished_run(tmp_path):
     summary, record, _ = grown_run(tmp_path)
     assert summary["widths"] != [1, 1]
-    args = build_parser().parse_args(["run", "--method", "fs", "--from-run", record.id, "--out", str(tmp_path),
-                                      "--seed", "3"])
-    config, runner = config_from_args(args)
+    config = run_config(["--method", "fs", "--from-run", record.id, "--seed", "3"], str(tmp_path))
     assert (config.dataset, config.arch, list(config.widths)) == ("synthetic", "mlp", summary["widths"])
     assert (config.train.epochs, config.train.batch_size, config.train.lr) == (2, 64, 0.07)
     assert config.options == {"from_run": record.id} and config.seed == 3
@@ -258,10 +259,8 @@ def test_fs_from_a_missing_or_unfinished_run_is_a_user_error(tmp_path, state):
     if state == "unfinished":
         (tmp_path / "half").mkdir()
         (tmp_path / "half" / "config.json").write_text("{}")
-    args = build_parser().parse_args(["run", "--method", "fs", "--from-run", "nope" if state == "missing" else "half",
-                                      "--out", str(tmp_path)])
     with pytest.raises(UserError, match=f"is {state}") as e:
-        config_from_args(args)
+        run_config(["--method", "fs", "--from-run", "nope" if state == "missing" else "half"], str(tmp_path))
     assert "\n" not in str(e.value)
 
 
@@ -272,12 +271,11 @@ def test_fs_from_a_missing_or_unfinished_run_is_a_user_error(tmp_path, state):
 ])
 def test_fs_flags_that_do_not_fit(tmp_path, argv, message):
     with pytest.raises(UserError, match=message):
-        config_from_args(build_parser().parse_args(["run", *argv, "--out", str(tmp_path)]))
+        run_config(argv, str(tmp_path))
 
 
 def test_fs_with_explicit_widths(tmp_path):
-    config, _ = config_from_args(build_parser().parse_args(["run", "--method", "fs", "--widths", "7,3",
-                                                            "--dataset", "synthetic", "--out", str(tmp_path)]))
+    config = run_config(["--method", "fs", "--widths", "7,3", "--dataset", "synthetic"], str(tmp_path))
     assert config.widths == (7, 3) and config.options == {} and config.train.epochs == 3   # MNIST-family default
 
 

@@ -26,9 +26,10 @@ import pytest
 import torch
 
 import benchmarks
-from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
 from benchmarks.errors import UserError
-from benchmarks.records import run_id
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.records import run_id
+from methods.train import TrainConfig
 
 ROOT = benchmarks.ROOT
 TIMEOUT = 240
@@ -84,7 +85,8 @@ import json, os, runpy, sys, traceback, warnings
 
 out_dir, root = sys.argv[1:3]
 sys.path[0] = root   # as for `python -m benchmarks` run from the repository root
-import benchmarks.cli, benchmarks.harness  # noqa: E401,F401  the slow imports (torch, timm), once
+import benchmarks.cli, benchmarks.runs.harness, methods  # noqa: E401,F401  the slow imports (torch, timm), once
+methods.registered()  # every method module imported once, before the forks
 
 with warnings.catch_warnings():  # count_macs imports fvcore the same way, warnings silenced
     warnings.simplefilter("ignore")
@@ -220,6 +222,20 @@ BAD_INPUTS = [  # name, `run` options (None: leave the option out), extra flags,
          marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
     case("out-under-a-file", dict(), ["--out", "{file}/runs"], "{file}"),
     case("device-nonsense", dict(device="nonsense"), [], "nonsense"),
+    case("lr-negative", dict(lr="-1"), [], "lr=-1"),
+    # typed method options: converted by the option's type and checked before any work (methods/options.py)
+    case("option-gone", dict(method="tiny", widths="1,1"), ["-o", "max_neurons=1.5"], "no option max_neurons"),
+    case("option-of-another-method", dict(method="gradmax", widths="1,1"), ["-o", "significance=3"],
+         "no option significance"),
+    case("option-not-a-number", dict(method="tiny", widths="1,1"), ["-o", "significance=abc"], "expects a number"),
+    case("option-negative", dict(method="tiny", widths="1,1"), ["-o", "significance=-1"], "significance must be >= 0"),
+    case("option-nan", dict(method="tiny", widths="1,1"), ["-o", "significance=nan"], "finite"),
+    case("option-grow-every-nan", dict(method="tiny", widths="1,1"), ["-o", "grow_every=nan"], "finite"),
+    case("option-zero-samples", dict(method="tiny", widths="1,1"), ["-o", "line_search_samples=0"],
+         "must be positive"),
+    case("option-not-a-bool", dict(method="tiny", widths="1,1"), ["-o", "move_existing=maybe"], "true or false"),
+    case("option-not-an-int", dict(method="tiny", widths="1,1"), ["-o", "growth_steps=1.5"], "an integer"),
+    case("option-not-a-choice", dict(method="tiny", widths="1,1"), ["-o", "line_search=golden"], "armijo, grid"),
 ]
 TOP_LEVEL = [  # errors of the top-level parser: (name, argv, what the message must name)
     case("no-command", [], "python -m benchmarks --help"),
@@ -268,16 +284,18 @@ def batch(procs, first_run, work):
 
 
 def test_list(batch):
+    from benchmarks.sweeps.presets import PRESETS
     from datasets import dataset_names
-    from methods import ALIASES, METHODS
+    from methods import aliases, registered
     from methods.nets import ARCHS
 
     result = batch["results"]["list"]
     assert result.rc == 0 and result.err == ""
     lines = dict(line.split(":", 1) for line in result.out.splitlines())
-    assert list(lines) == ["methods", "datasets", "archs"]
+    assert list(lines) == ["methods", "datasets", "archs", "presets", "options of a method"]
+    assert lines["presets"].strip() == ", ".join(PRESETS)
     methods = [item.strip().split(" ")[0] for item in lines["methods"].split(",")]
-    assert methods == [*METHODS, *ALIASES] and "fixed" in methods
+    assert methods == [*registered(), *aliases()] and "fixed" in methods
     datasets = [item.strip() for item in lines["datasets"].split(",")]
     assert datasets == dataset_names()
     assert {"mnist", "cifar10", "cifar100", "synthetic", "synthetic-image", "npz:<path>"} <= set(datasets)
@@ -438,11 +456,11 @@ def test_unfinished_run_is_redone(batch):
 
 
 def test_force_twice_in_one_second_keeps_both(tmp_path, monkeypatch):
-    from benchmarks import records
-    from benchmarks.harness import run
+    from benchmarks.runs import records
+    from benchmarks.runs.harness import run
 
     monkeypatch.setattr(records.time, "strftime", lambda fmt, *args: "20250101T000000")  # "the same second"
-    config = RunConfig("fixed", "synthetic", "mlp", (4,), 0, TrainConfig(epochs=1))
+    config = RunConfig("fixed", "synthetic", "mlp", (4,), TrainConfig(epochs=1), 0)
     forced = RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled", force=True)
     run(config, RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled"))
     run(config, forced)

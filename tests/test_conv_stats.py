@@ -1,4 +1,4 @@
-"""TINY on convolutions (tiny-math.md §3), in float64: our statistics and closed forms against gromo's
+"""TINY on convolutions (MATH.md §3), in float64: our statistics and closed forms against gromo's
 restricted conv modules (1×1 fan-out at the centre of conv2's kernel) on the same tensors, against
 patch-level sums computed here with F.unfold, and growth at γ = 0 on ResNet-18 and VGG (BatchNorm in
 eval mode included)."""

@@ -17,8 +17,8 @@ import torch
 import torchvision.datasets.cifar
 
 import benchmarks  # before `datasets`: puts this repo ahead of HuggingFace's `datasets` on sys.path
-from benchmarks.errors import UserError
 from datasets import Data, dataset_names, load_dataset, resolve_data_dir
+from datasets.errors import DataError
 from datasets.sources import CIFAR10_MEAN, CIFAR10_STD, MNIST_FILES
 from datasets.tensors import random_crop_flip
 
@@ -80,7 +80,7 @@ def test_mnist_gunzips_a_copy_of_the_gz_files(tmp_path, repo_mnist, offline):
 
 @pytest.mark.parametrize("download", [False, True])
 def test_mnist_missing_is_a_one_line_error(tmp_path, offline, download):
-    with pytest.raises(UserError) as excinfo:
+    with pytest.raises(DataError) as excinfo:
         load_dataset("mnist", data_dir=tmp_path, download=download)
     message = one_line_error(excinfo)
     assert "train-images-idx3-ubyte" in message and str(tmp_path) in message
@@ -92,7 +92,7 @@ def test_mnist_corrupt_gz_names_the_file(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     (raw / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(os.urandom(10_000))[:5_000])  # truncated
-    with pytest.raises(UserError, match="train-images-idx3-ubyte.gz") as excinfo:
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz") as excinfo:
         load_dataset("mnist", data_dir=tmp_path, download=False)
     one_line_error(excinfo)
     assert not (raw / "train-images-idx3-ubyte").exists()
@@ -150,21 +150,21 @@ def test_cifar100_generated_files_use_fine_labels(tmp_path, no_md5):
 def test_cifar_corrupt_pickle_names_the_file(tmp_path, no_md5):
     folder = write_cifar10(tmp_path)
     (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:500])
-    with pytest.raises(UserError, match="data_batch_3") as excinfo:
+    with pytest.raises(DataError, match="data_batch_3") as excinfo:
         load_dataset("cifar10", data_dir=tmp_path, download=False)
     one_line_error(excinfo)
 
 
 def test_cifar_md5_mismatch_names_the_file(tmp_path):
     write_cifar10(tmp_path)  # well-formed, but not the original bytes
-    with pytest.raises(UserError, match="data_batch_1 does not match torchvision's MD5") as excinfo:
+    with pytest.raises(DataError, match="data_batch_1 does not match torchvision's MD5") as excinfo:
         load_dataset("cifar10", data_dir=tmp_path, download=False)
     one_line_error(excinfo)
 
 
 @pytest.mark.parametrize("download", [False, True])
 def test_cifar_missing_is_a_one_line_error(tmp_path, offline, download):
-    with pytest.raises(UserError) as excinfo:
+    with pytest.raises(DataError) as excinfo:
         load_dataset("cifar100", data_dir=tmp_path, download=download)
     message = one_line_error(excinfo)
     assert "cifar-100-python" in message and "meta" in message and "--data-dir" in message
@@ -203,14 +203,14 @@ def test_npz_grayscale_float_pixels_and_keras_label_shape(tmp_path):
 def test_npz_missing_key_missing_file_and_garbage(tmp_path):
     path = tmp_path / "partial.npz"
     np.savez(path, x_train=np.zeros((2, 4, 4, 3)), y_train=np.zeros(2, np.uint8), x_test=np.zeros((1, 4, 4, 3)))
-    with pytest.raises(UserError, match="lacks y_test") as excinfo:
+    with pytest.raises(DataError, match="lacks y_test") as excinfo:
         load_dataset(f"npz:{path}")
     one_line_error(excinfo)
-    with pytest.raises(UserError, match="not found") as excinfo:
+    with pytest.raises(DataError, match="not found") as excinfo:
         load_dataset(f"npz:{tmp_path / 'absent.npz'}")
     one_line_error(excinfo)
     (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(UserError, match="cannot read") as excinfo:
+    with pytest.raises(DataError, match="cannot read") as excinfo:
         load_dataset(f"npz:{tmp_path / 'garbage.npz'}")
     one_line_error(excinfo)
 
@@ -219,7 +219,7 @@ def test_npz_missing_key_missing_file_and_garbage(tmp_path):
 
 
 def test_unknown_name_lists_the_choices():
-    with pytest.raises(UserError) as excinfo:
+    with pytest.raises(DataError) as excinfo:
         load_dataset("foo")
     message = one_line_error(excinfo)
     assert message.startswith("unknown dataset 'foo'; choose from: ")
@@ -304,7 +304,7 @@ def test_subset_train_is_seeded_and_keeps_pairs():
     assert small.x_train.shape == (50, 1, 4, 4) and torch.equal(small.x_test, data.x_test)
     keep = torch.randperm(512, generator=torch.Generator().manual_seed(3))[:50]
     assert torch.equal(small.x_train, data.x_train[keep]) and torch.equal(small.y_train, data.y_train[keep])
-    with pytest.raises(UserError):
+    with pytest.raises(DataError):
         data.subset_train(513, torch.Generator())
 
 
@@ -343,7 +343,7 @@ def test_augmented_batches_are_seeded_and_change_images():
 
 
 def test_augment_refuses_non_32x32_images():
-    with pytest.raises(UserError, match="32x32") as excinfo:
+    with pytest.raises(DataError, match="32x32") as excinfo:
         load_dataset("synthetic", augment=True)
     one_line_error(excinfo)
 

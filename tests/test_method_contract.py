@@ -4,14 +4,18 @@ NaN, and its parameter count and MACs are those of a network of the widths it re
 
 import json
 import math
+import re
 
 import pytest
 
-from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
-from benchmarks.harness import run
-from benchmarks.metrics import count_macs, count_params
-from methods import METHODS
+from benchmarks import ROOT
+from benchmarks.runs import schema
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.harness import run
+from methods import registered
 from methods.nets import NetSpec, build_network
+from methods.nets.cost import count_macs, count_params
+from methods.train import TrainConfig
 
 GROWTH = {"min_samples": 128, "max_samples": 256, "grow_every": 0.5, "growth_steps": 3, "target": "4,3"}
 # method name -> [(starting widths, options), ...]: every registered method, some in two variants
@@ -25,14 +29,20 @@ CASES = {
               ((12, 10), {"sparsity": 0.5, "structured": True})],
 }
 PARAMS = [pytest.param(m, w, o, id=f"{m}-{i}") for m, cases in CASES.items() for i, (w, o) in enumerate(cases)]
-SUMMARY_KEYS = {"method", "dataset", "arch", "seed", "widths", "start_widths", "params", "params_nonzero", "macs",
-                "flops", "train_flops", "growth_flops", "test_accuracy", "train_accuracy", "test_loss", "train_loss",
-                "epochs", "n_train", "wall_clock_s", "cpu_s", "train_s", "growth_s", "eval_s", "run_id", "status"}
+GROWN = {"tiny", "gradmax", "random"}
 TIMING = {"wall_clock_s", "cpu_s", "train_s", "growth_s", "eval_s", "stats_s", "solve_s", "line_search_s", "run_id"}
 
 
 def test_every_registered_method_is_covered():
-    assert set(CASES) == set(METHODS)
+    assert set(CASES) == set(registered())
+
+
+def test_the_readme_documents_every_summary_key():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Results schema"):]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
+    every = set(schema.COMMON) | set(schema.GROWTH) | {k for keys in schema.BY_METHOD.values() for k in keys}
+    assert documented == every
 
 
 def run_method(out, method, widths, options):
@@ -54,8 +64,9 @@ def finite(value) -> bool:
 @pytest.mark.parametrize("method,widths,options", PARAMS)
 def test_method_keeps_the_contract(tmp_path, method, widths, options):
     summary, record = run_method(tmp_path / "a", method, widths, options)
-    # a complete record
-    assert SUMMARY_KEYS <= set(summary), SUMMARY_KEYS - set(summary)
+    # a complete record, every key of it in the results schema (README) and nothing more
+    assert set(summary) == set(schema.keys(method, method in GROWN))
+    assert summary["schema_version"] == schema.SCHEMA_VERSION
     assert summary["status"] == "finished" and summary["method"] == method
     assert json.loads((record.path / "summary.json").read_text()) == summary
     assert json.loads((record.path / "config.json").read_text())["options"] == options

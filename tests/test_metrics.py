@@ -1,5 +1,5 @@
-"""benchmarks.metrics: MACs per sample (fvcore) against hand counts and torch's own FLOP counter,
-side effects of counting, parameter counts, and the wall-clock sections."""
+"""methods.nets.cost and benchmarks.runs.timing: MACs per sample (fvcore) against hand counts and torch's
+own FLOP counter, side effects of counting, parameter counts, and the wall-clock sections."""
 
 import time
 
@@ -9,9 +9,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import benchmarks  # noqa: F401  (puts this repository's `datasets` ahead of HuggingFace's)
-from benchmarks import metrics
-from benchmarks.metrics import Clock, count_macs, count_params
+from benchmarks.runs import timing
+from benchmarks.runs.timing import Clock
 from methods.nets import NetSpec, add_units, build_network
+from methods.nets.cost import count_macs, count_params
 
 CIFAR, MNIST = (3, 32, 32), (1, 28, 28)
 VGG_16TH = (4, 8, 16, 16, 32, 32, 32, 32)             # VGG-11 widths / 16
@@ -216,7 +217,7 @@ class FakeTime:
 
 def test_clock_sections_accumulate(monkeypatch):
     fake = FakeTime(100.0, 101.0, 103.5, 110.0, 112.0, 120.0, 120.25, 130.0)
-    monkeypatch.setattr(metrics.time, "perf_counter", fake)
+    monkeypatch.setattr(timing.time, "perf_counter", fake)
     clock = Clock(torch.device("cpu"))                    # start = 100
     with clock.section("train"):                          # 101 -> 103.5
         pass

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import benchmarks  # noqa: F401  (puts this repository's `datasets` ahead of HuggingFace's)
-from benchmarks.errors import UserError
+from methods.errors import ConfigError
 from methods.nets import STANDARD_WIDTHS, NetSpec, add_units, build_network, parse_widths
 
 RESNET_STANDARD = (64, 64, 128, 128, 256, 256, 512, 512)
@@ -135,14 +135,14 @@ def test_parse_widths(text, arch, expected):
     ("8", "nosuch"),                        # unknown arch
 ])
 def test_parse_widths_rejects(text, arch):
-    with pytest.raises(UserError) as excinfo:
+    with pytest.raises(ConfigError) as excinfo:
         parse_widths(text, arch)
     assert "\n" not in str(excinfo.value)
 
 
 @pytest.mark.parametrize("arch,widths", [("mlp", ()), ("mlp", (4, 0)), ("resnet18", (1,) * 7), ("vgg", (1,) * 9)])
 def test_build_network_rejects_bad_widths(arch, widths):
-    with pytest.raises(UserError):
+    with pytest.raises(ConfigError):
         build_network(NetSpec(arch, widths, CIFAR, 10))
 
 

@@ -1,7 +1,7 @@
 """Self-check of the gromo test oracle (tests/oracle_gromo.py) against closed forms.
 
 Every quantity is recomputed here directly with torch in float64, following
-/work/shared/notes/tiny-math.md, WITHOUT gromo and (except for one explicit autograd
+methods/growth/MATH.md, WITHOUT gromo and (except for one explicit autograd
 check) without autograd: the per-sample gradient g = dl_i/da_l of a sum-reduced loss is
 written in closed form (CE: softmax(z) - onehot(y); sum-MSE: 2 (z - y); half: z - y).
 If gromo changes a convention (sign of dW, normalisation, bias layout, lambda = singular

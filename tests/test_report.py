@@ -10,22 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.config import RunConfig, TrainConfig
 from benchmarks.errors import UserError
-from benchmarks.records import run_id, write_json_atomic
-from benchmarks.report import (
-    COSTS,
-    ci95,
-    hypervolume,
-    hypervolumes,
-    leaderboard,
-    markdown,
-    matched_budgets,
-    paired_differences,
-    pareto_front,
-    write_report,
-)
-from benchmarks.results_table import load
+from benchmarks.reports.aggregate import ci95, leaderboard, paired_differences
+from benchmarks.reports.markdown import markdown
+from benchmarks.reports.pareto import COSTS, hypervolume, hypervolumes, matched_budgets, pareto_front
+from benchmarks.reports.table import load
+from benchmarks.reports.write import write_report
+from benchmarks.runs.config import RunConfig
+from benchmarks.runs.records import run_id, write_json_atomic
+from methods.train import TrainConfig
 
 T_2, T_1 = 4.302652729911275, 12.706204736174707   # t(0.975) at 2 and 1 degrees of freedom, from tables
 
@@ -34,7 +27,7 @@ def make_run(runs: Path, method, seed, accuracy=None, flops=100.0, widths=(8,), 
              **options) -> str:
     """A run folder as the harness leaves it: finished (accuracy given; `summary`: more entries), failed, or
     unfinished (neither)."""
-    config = RunConfig(method, "npz:/data/digits.npz", "mlp", widths, seed, TrainConfig(epochs=2), options)
+    config = RunConfig(method, "npz:/data/digits.npz", "mlp", widths, TrainConfig(epochs=2), seed, options)
     folder = runs / run_id(config.to_dict())
     folder.mkdir(parents=True)
     write_json_atomic(folder / "config.json", config.to_dict())
@@ -153,8 +146,8 @@ def test_markdown(table):
 def test_report_writes_tables_plots_and_the_wandb_table(results, table):
     paths = write_report(results, "offline")
     names = sorted(p.relative_to(results).as_posix() for p in paths)
-    assert names == ["hypervolume.csv", "leaderboard.csv", "leaderboard.md", "matched_budgets.csv", "paired.csv",
-                     "plots/pareto-digits.png", "plots/pareto-digits.svg"]
+    assert names == ["README.md", "hypervolume.csv", "leaderboard.csv", "leaderboard.md", "matched_budgets.csv",
+                     "paired.csv", "plots/pareto-digits.png", "plots/pareto-digits.svg"]
     assert (results / "plots/pareto-digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in (results / "plots/pareto-digits.svg").read_text()[:1000]
     csv = pd.read_csv(results / "leaderboard.csv")
@@ -173,8 +166,8 @@ def test_report_writes_tables_plots_and_the_wandb_table(results, table):
 
 
 def test_pareto_figure(table):
-    from benchmarks.plots import pareto_figure
-    from benchmarks.report import settings
+    from benchmarks.reports.aggregate import settings
+    from benchmarks.reports.plots import pareto_figure
 
     fig = pareto_figure(settings(table), "digits")
     axes = fig.axes
@@ -284,3 +277,20 @@ def test_empty_results_is_one_line_error(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path), "--wandb", "disabled"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: no finished run under")
+
+
+def test_the_results_readme_is_written_from_the_runs(results, table):
+    from benchmarks.reports.readme import readme, run_flags
+
+    text = readme(table, results)
+    assert f"from the 13 run folders of `{results}/runs` (11 finished, 1 failed, 1 unfinished)" in text
+    assert "- Code: unknown (11 runs)" in text   # these summaries name no commit
+    assert "| fixed | widths=8 | 3 | 92.00 ± 4.97 | – | 10.0-12.0 | – |" in text
+    assert "## digits" in text and "![Pareto plot](plots/pareto-digits.png)" in text
+    assert "| max_macs=200 | tiny - fs | 2 |" in text
+    config = table.loc[table["method"] == "tiny", "config"].iloc[0]
+    assert run_flags(config) == ("--method tiny --dataset npz:/data/digits.npz --arch mlp --widths 1 --epochs 2 "
+                                 f"--batch-size 128 --lr 0.05 --no-augment -o max_macs={config['options']['max_macs']}"
+                                 " --seed S")
+    fs = table.loc[table["method"] == "fs", "config"].iloc[0]
+    assert run_flags(fs).startswith("--method fs --dataset npz:/data/digits.npz --arch mlp --from-run RUN_ID")

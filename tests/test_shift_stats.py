@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from methods.growth import stats, tiny_solve
+from methods.growth.grids import patches, rows, with_ones
 from methods.growth.patch_gram import patch_products, shift_gram, taps_to_unfold
-from methods.growth.stats import collect, patches, rows, with_ones
+from methods.growth.stats import collect
 from methods.nets import NetSpec, build_network
 
 try:  # works whether or not tests/ is a package

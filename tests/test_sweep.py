@@ -17,21 +17,24 @@ from pathlib import Path
 import pytest
 
 import benchmarks
-from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
 from benchmarks.errors import UserError
-from benchmarks.launchers import Local, Submitit, workers
-from benchmarks.presets import PRESETS, Plan, Preset, parse_seeds, plan, run_config
-from benchmarks.records import RunDir, run_id, write_json_atomic
-from benchmarks.results_table import read_records
-from benchmarks.sweep import fs_sources, sweep
-from methods import METHODS
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.flags import run_config
+from benchmarks.runs.records import RunDir, read_records, run_id, write_json_atomic
+from benchmarks.sweeps.launchers import Local, Submitit, workers
+from benchmarks.sweeps.plan import Plan, parse_seeds, plan
+from benchmarks.sweeps.presets import PRESETS, Preset
+from benchmarks.sweeps.sweep import fs_sources, sweep
+from methods import registry
+from methods.errors import ConfigError
+from methods.train import TrainConfig
 
 ROOT = benchmarks.ROOT
 ALL_METHODS = {"tiny", "gradmax", "random", "fs", "prune", "fixed"}
 
 
 def fixed(seed=0, dataset="synthetic", widths=(4,)) -> RunConfig:
-    return RunConfig("fixed", dataset, "mlp", widths, seed, TrainConfig(epochs=1, batch_size=64))
+    return RunConfig("fixed", dataset, "mlp", widths, TrainConfig(epochs=1, batch_size=64), seed)
 
 
 def runner(tmp_path) -> RunnerConfig:
@@ -54,8 +57,8 @@ def test_parse_seeds():
 
 
 def test_presets_name_every_method():
-    assert set(PRESETS) == {"smoke", "paper-mnist", "paper-mnist-ablations", "paper-cifar10", "paper-cifar100",
-                            "paper-cifar10-from-quarter",
+    assert set(PRESETS) == {"smoke", "mnist-default", "paper-mnist", "paper-mnist-ablations", "paper-cifar10",
+                            "paper-cifar100", "paper-cifar10-from-quarter",
                             "paper-cifar100-from-quarter", "cifar10-subset", "resnet18-subset", "gpu-check"}
     smoke, mnist = PRESETS["smoke"](), PRESETS["paper-mnist"]()
     assert set(smoke.settings) == set(mnist.settings) == ALL_METHODS
@@ -82,6 +85,11 @@ def test_presets_name_every_method():
     cpu = PRESETS["resnet18-subset"]()
     assert set(cpu.settings) == {"fixed", "tiny", "fs"} and cpu.settings["fixed"] == (("--widths", "1/16"),)
     assert cpu.seeds == (0, 1, 2, 3, 4)
+    # the default run as a user runs it, its FS, and fixed at its target for as long
+    default = plan("runs", "mnist-default", seeds=(0,))
+    assert [c.method for c in default.runs] == ["tiny", "fixed"] and default.fs_from == default.runs[:1]
+    assert default.runs[0] == run_config(["--method", "ours", "--dataset", "mnist"], "runs")
+    assert default.runs[1].train.epochs == default.runs[0].train.epochs == 20
     # the GPU check: every method once, one epoch
     gpu = PRESETS["gpu-check"]()
     assert set(gpu.settings) == ALL_METHODS and gpu.seeds == (0,)
@@ -101,13 +109,13 @@ def test_unknown_names_fail_before_anything_runs(tmp_path, capsys, monkeypatch):
     assert [c.method for c in plan(out, "later", methods=("fixed",)).runs] == ["fixed"]
     monkeypatch.setitem(PRESETS, "bad-option", lambda: Preset("", (0,), ("--dataset", "synthetic"),
                                                               {"tiny": (("-o", "nosuch=1"),)}))
-    with pytest.raises(UserError, match="method 'tiny' has no option nosuch"):
+    with pytest.raises(ConfigError, match="method 'tiny' has no option nosuch"):
         plan(out, "bad-option")
-    with pytest.raises(UserError, match="unknown preset 'nope'; choose from: smoke, paper-mnist"):
+    with pytest.raises(UserError, match="unknown preset 'nope'; choose from: smoke, mnist-default, paper-mnist"):
         plan(out, "nope")
     with pytest.raises(UserError, match="unknown dataset 'nodata'"):
         plan(out, methods=("fixed",), datasets=("nodata",))
-    monkeypatch.setitem(METHODS, "fs", object)   # registered or not yet: the plan only names it
+    monkeypatch.setitem(registry._METHODS, "fs", object)   # registered or not yet: the plan only names it
     with pytest.raises(UserError, match="add tiny"):
         plan(out, methods=("fixed", "fs"), datasets=("synthetic",))
     from benchmarks.cli import main
@@ -120,7 +128,7 @@ def test_unknown_names_fail_before_anything_runs(tmp_path, capsys, monkeypatch):
 
 def test_grid_is_every_combination_seed_major(tmp_path, monkeypatch):
     out = str(tmp_path / "runs")
-    monkeypatch.setitem(METHODS, "fs", object)   # registered or not yet: the plan only names it
+    monkeypatch.setitem(registry._METHODS, "fs", object)   # registered or not yet: the plan only names it
     p = plan(out, methods=("fixed", "ours", "fs"), datasets=("synthetic",), seeds=(0, 1))
     assert [(c.method, c.seed) for c in p.runs] == [("fixed", 0), ("tiny", 0), ("fixed", 1), ("tiny", 1)]
     assert p.runs[1] == run_config(["--method", "tiny", "--dataset", "synthetic", "--seed", "0"], out)  # as `run`
@@ -145,11 +153,11 @@ def fake_run(runs: Path, config: RunConfig, finished: bool) -> str:
 
 def test_fs_sources_are_the_finished_tiny_runs_of_the_same_config(tmp_path):
     runs = tmp_path / "runs"
-    tiny = [RunConfig("tiny", "synthetic", "mlp", (1, 1), seed, TrainConfig(epochs=2), {"max_macs": 96})
+    tiny = [RunConfig("tiny", "synthetic", "mlp", (1, 1), TrainConfig(epochs=2), seed, {"max_macs": 96})
             for seed in range(3)]
     done = fake_run(runs, tiny[0], finished=True)
     fake_run(runs, tiny[1], finished=False)                        # killed: no summary
-    fake_run(runs, RunConfig("tiny", "synthetic", "mlp", (1, 1), 2, TrainConfig(epochs=2), {"max_macs": 97}),
+    fake_run(runs, RunConfig("tiny", "synthetic", "mlp", (1, 1), TrainConfig(epochs=2), 2, {"max_macs": 97}),
              finished=True)                                        # another setting, same seed
     finished = {r.run_id: r.config for r in read_records(runs) if r.status == "finished"}
     assert fs_sources(tuple(tiny), finished) == [done, None, None]
@@ -160,7 +168,7 @@ def test_fs_sources_are_the_finished_tiny_runs_of_the_same_config(tmp_path):
 
 
 def test_failures_are_recorded_and_the_others_go_on_and_finished_runs_are_skipped(tmp_path, monkeypatch):
-    from benchmarks import harness
+    from benchmarks.runs import harness
 
     real_run = harness.run
 
@@ -169,7 +177,7 @@ def test_failures_are_recorded_and_the_others_go_on_and_finished_runs_are_skippe
             os.kill(os.getpid(), signal.SIGKILL)
         return real_run(config, runner)
 
-    monkeypatch.setattr("benchmarks.launchers.run", crash_on_seed_7)   # the forked runs inherit it
+    monkeypatch.setattr("benchmarks.sweeps.launchers.run", crash_on_seed_7)   # the forked runs inherit it
     r = runner(tmp_path)
     configs = (fixed(0), fixed(0, dataset="npz:/nonexistent.npz"), fixed(7), fixed(1))
     outcomes, skipped = sweep(Plan(configs), r, Local())
@@ -177,7 +185,7 @@ def test_failures_are_recorded_and_the_others_go_on_and_finished_runs_are_skippe
     assert skipped == 0 and [o.run_id for o in outcomes] == ids
     errors = [o.error for o in outcomes]
     assert errors[0] is None and errors[3] is None
-    assert errors[1].startswith("UserError: npz file not found: /nonexistent.npz")
+    assert errors[1].startswith("DataError: npz file not found: /nonexistent.npz")
     assert errors[2] == "the run's process died (killed by signal 9)"
     runs = Path(r.out)
     for i in (1, 2):
@@ -239,7 +247,7 @@ def test_workers_one_per_visible_gpu(monkeypatch):
 
 def test_spawned_workers_as_on_gpus(tmp_path, monkeypatch):
     """The start method used with CUDA (no GPU needed): two workers, each its own fresh interpreter."""
-    monkeypatch.setattr("benchmarks.launchers.workers", lambda device: ("spawn", ["0", "1"]))
+    monkeypatch.setattr("benchmarks.sweeps.launchers.workers", lambda device: ("spawn", ["0", "1"]))
     r = runner(tmp_path)
     outcomes, _ = sweep(Plan((fixed(0), fixed(2, dataset="npz:/nonexistent.npz"))), r, Local())
     assert sorted(o.error is None for o in outcomes) == [False, True]
@@ -255,7 +263,7 @@ def test_submitit_local_executor(tmp_path):
     good, bad = (run_id(c.to_dict()) for c in configs)
     assert set(by_id) == {good, bad}
     assert by_id[good] is None and json.loads((Path(r.out) / good / "summary.json").read_text())["seed"] == 0
-    assert by_id[bad].startswith("UserError: npz file not found")
+    assert by_id[bad].startswith("DataError: npz file not found")
     assert (Path(r.out) / bad / "failed.json").is_file()
     assert list((tmp_path / "submitit").glob("*_log.out")), "the jobs ran through submitit"
     assert RunDir(r.out, configs[0].to_dict()).finished()

@@ -1,4 +1,4 @@
-"""TINY's closed forms (/work/shared/notes/tiny-math.md §1-2) checked three ways, in float64:
+"""TINY's closed forms (methods/growth/MATH.md §1-2) checked three ways, in float64:
 
 1. `methods.growth.stats.collect` against statistics recomputed here from per-sample quantities
    (explicit forward, autograd per-sample gradients of a sum-reduced cross-entropy), in one batch

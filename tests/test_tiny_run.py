@@ -7,12 +7,13 @@ import math
 
 import pytest
 
-from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
-from benchmarks.errors import UserError
-from benchmarks.harness import run
-from benchmarks.metrics import count_macs
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.harness import run
+from methods.errors import ConfigError
 from methods.growth.schedule import GrowthConfig, target_widths, units_now
 from methods.nets import NetSpec, build_network
+from methods.nets.cost import count_macs
+from methods.train import TrainConfig
 
 EVENT_KEYS = {"layer", "added", "target", "gamma", "predicted_decrease", "loss_before", "loss_after", "widths",
               "bottleneck_before", "bottleneck_after", "stats_s", "solve_s", "line_search_s", "n_stat_samples",
@@ -128,9 +129,9 @@ def test_target_widths_given_directly():
     assert target_widths(GrowthConfig(target="standard"), RESNET) == (64, 64, 128, 128, 256, 256, 512, 512)
     assert target_widths(GrowthConfig(target="1/16"), RESNET) == (4, 4, 8, 8, 16, 16, 32, 32)
     assert target_widths(GrowthConfig(), SPEC) == (128, 128)   # the arch's default widths
-    with pytest.raises(UserError, match="below the start widths"):
+    with pytest.raises(ConfigError, match="below the start widths"):
         target_widths(GrowthConfig(target="1,1"), SPEC.with_widths((4, 4)))
-    with pytest.raises(UserError, match="no standard widths"):
+    with pytest.raises(ConfigError, match="no standard widths"):
         target_widths(GrowthConfig(target="standard"), SPEC)
 
 
@@ -154,7 +155,7 @@ def test_growth_config_refuses_what_cannot_run():
 
 
 def test_growth_steps_that_do_not_fit_in_the_epochs_are_refused(tmp_path):
-    with pytest.raises(UserError, match="do not fit"):
+    with pytest.raises(ConfigError, match="do not fit"):
         growth_run(tmp_path, target="8,8", growth_steps=40, epochs=2)
 
 
@@ -188,5 +189,5 @@ def test_growth_ends_when_the_targets_are_reached(tmp_path):
 def test_a_schedule_or_option_that_cannot_work_is_refused(tmp_path, options):
     """5 steps a quarter epoch apart put the last one after the last optimizer step of 1 epoch (nothing
     would train at its widths); whiten_eps = 0 would keep S2's round-off eigenvalues."""
-    with pytest.raises((UserError, ValueError), match="growth steps every|whiten_eps"):
+    with pytest.raises((ConfigError, ValueError), match="growth steps every|whiten_eps"):
         growth_run(tmp_path, "tiny", target="8,8", **options)

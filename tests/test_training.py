@@ -7,16 +7,17 @@ import pytest
 import torch
 
 import benchmarks  # noqa: F401  (puts this repository's `datasets` ahead of HuggingFace's)
-from benchmarks.config import RunConfig, RunnerConfig, TrainConfig
-from benchmarks.errors import UserError
-from benchmarks.harness import run
-from benchmarks.metrics import Clock
-from benchmarks.records import RunDir
-from benchmarks.tracking import Tracker
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.harness import run
+from benchmarks.runs.records import RunDir
+from benchmarks.runs.timing import Clock
+from benchmarks.runs.tracking import Tracker
 from datasets import load_dataset
+from methods.errors import TrainingDiverged
 from methods.fixed import Fixed
 from methods.interface import Task
 from methods.nets import NetSpec
+from methods.train import TrainConfig
 
 N_TRAIN, N_TEST, CLASSES = 512, 256, 4   # the synthetic dataset: (1, 4, 4) inputs
 TRAIN = TrainConfig(epochs=2, batch_size=64, lr=0.1)
@@ -131,19 +132,19 @@ def test_train_flops_of_a_fixed_network(tmp_path, arch, widths, macs, params, su
     assert [e["train_flops"] for e in history] == [e * n_train * 3 * 2 * macs for e in (1, 2)]
 
 
-def test_nan_loss_is_a_user_error_with_a_failed_record(tmp_path):
+def test_nan_loss_is_one_line_with_a_failed_record(tmp_path):
     cfg = config(train=TrainConfig(epochs=2, batch_size=64, lr=1e30))
-    with pytest.raises(UserError, match="loss") as excinfo:
+    with pytest.raises(TrainingDiverged, match="loss") as excinfo:
         run(cfg, runner(tmp_path))
     assert "\n" not in str(excinfo.value)
     folder = tmp_path / RunDir(tmp_path, cfg.to_dict()).id
     assert (folder / "config.json").is_file()
     assert not (folder / "summary.json").exists()
     failed = json.loads((folder / "failed.json").read_text())
-    assert failed["error"].startswith("UserError") and "loss" in failed["error"]
+    assert failed["error"].startswith("TrainingDiverged") and "loss" in failed["error"]
     assert "Traceback" in failed["traceback"]
     # Not finished, so asking again redoes it (and fails again) instead of skipping it.
-    with pytest.raises(UserError, match="loss"):
+    with pytest.raises(TrainingDiverged, match="loss"):
         run(cfg, runner(tmp_path))
     assert not (folder / "summary.json").exists()
 

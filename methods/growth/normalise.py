@@ -20,6 +20,7 @@ from torch import nn
 
 from methods.growth.line_search import loss_at
 from methods.growth.step import Proposal, trial
+from methods.nets.modes import kept_modes
 
 NORM_SAMPLES = 100          # images the norms are measured on (the authors' estimation batch)
 SIGN_AMPLITUDE = 2.0 ** -10  # a at which the two signs are compared. The authors compare at 1e-8; in
@@ -59,9 +60,7 @@ def normalised(model: nn.Module, p: Proposal, x: torch.Tensor) -> Proposal:
     ΔW* is left out of the measurement (it moves existing weights, not the new units)."""
     first, second, width = p.pair.first, p.pair.second, p.pair.width
     bare = replace(p, fan_out=torch.zeros_like(p.fan_out), dW=None, dW_bias=None)   # new units read, write 0
-    was_training = model.training
-    model.eval()
-    try:
+    with kept_modes(model, train=False):
         with captured(first) as seen, trial(bare, 1.0):
             model(x)
         out1 = seen[first][1]                                       # (n, width + K[, H, W])
@@ -72,8 +71,6 @@ def normalised(model: nn.Module, p: Proposal, x: torch.Tensor) -> Proposal:
             model(x)
         h, out2 = seen[second]                                      # h: (n, width + K[, H, W]) after σ
         s_out = ratio(out2, contribution(second, h[:, width:], p.fan_out))
-    finally:
-        model.train(was_training)
     return replace(p, fan_in=bare.fan_in, fan_in_bias=bare.fan_in_bias, fan_out=p.fan_out * s_out,
                    predicted=p.predicted * s_in * s_out, record={**p.record, "scale_in": s_in, "scale_out": s_out})
 

@@ -67,6 +67,76 @@ def phase_frames(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple,
     return Z, (ytaps, yph), (xtaps, xph)
 
 
+class PhaseProducts:
+    """Products between pixel ranges of conv's input x (n, C, H, W) as its phase frames (phase_frames),
+    each (C, C) product computed once (tap pairs with the same phases and shift share it), its FLOPs
+    counted and its shape (rows, C, C) appended to `trace`."""
+
+    def __init__(self, conv: nn.Conv2d, x: torch.Tensor, trace: list | None):
+        self.n, self.C = x.shape[:2]
+        self.kw, self.K, self.out = conv.kernel_size[1], conv.weight[0, 0].numel(), conv_out_size(conv, x.shape[2:])
+        self.Z, (self.ytaps, self.yph), (self.xtaps, self.xph) = phase_frames(conv, x)
+        self.flat = self.Z.view(len(self.yph), len(self.xph), -1, self.C)   # (phases y, phases x, Fy·Fx·n, C)
+        self.trace, self.flops, self.memo = trace, 0.0, {}
+
+    def tap(self, e: int) -> tuple[tuple, tuple]:
+        """Tap e (kernel offset, row-major) as ((phase, window start) along y, the same along x)."""
+        return self.ytaps[e // self.kw], self.xtaps[e % self.kw]
+
+    def mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:   # (rows, C), (rows, C) -> aᵀb (C, C)
+        self.flops += 2.0 * a.shape[0] * self.C * self.C
+        if self.trace is not None:
+            self.trace.append((a.shape[0], self.C, self.C))
+        return a.T @ b
+
+    def corr(self, p1: tuple, p2: tuple, dy: int, dx: int, vy: tuple, vx: tuple) -> torch.Tensor:
+        """R: Σ x1(u) x2(u + δ)ᵀ over the pixels u ∈ vy × vx where both lie in the input: one product over
+        the flat range from the first to the last (pixels between, outside vx, meet a zero)."""
+        if (p1, p2, dy, dx) not in self.memo:
+            if vy[0] >= vy[1] or vx[0] >= vx[1]:
+                self.memo[p1, p2, dy, dx] = self.Z.new_zeros(self.C, self.C)
+            else:
+                Fx, n = self.Z.shape[3], self.n
+                start, stop, off = (vy[0] * Fx + vx[0]) * n, ((vy[1] - 1) * Fx + vx[1]) * n, (dy * Fx + dx) * n
+                self.memo[p1, p2, dy, dx] = self.mm(self.flat[p1][start:stop], self.flat[p2][start + off:stop + off])
+        return self.memo[p1, p2, dy, dx]
+
+    def rect(self, p1: tuple, p2: tuple, dy: int, dx: int, ys: tuple, xs: tuple) -> torch.Tensor:
+        """Σ x1(u) x2(u + δ)ᵀ over the rectangle u ∈ ys × xs."""
+        if (p1, p2, dy, dx, ys, xs) not in self.memo:
+            part = lambda p, y, x_: self.Z[p][y:y + ys[1] - ys[0], x_:x_ + xs[1] - xs[0]].reshape(-1, self.C)
+            self.memo[p1, p2, dy, dx, ys, xs] = self.mm(part(p1, ys[0], xs[0]), part(p2, ys[0] + dy, xs[0] + dx))
+        return self.memo[p1, p2, dy, dx, ys, xs]
+
+    def block(self, e: int, e2: int) -> torch.Tensor:
+        """Σ over images and output positions of x_c(tap e) x_c'(tap e2): the correlation over the pixels
+        where both taps' factors lie in the input ("valid"), less the rows and columns of it outside the
+        window tap e reads. (C, C)."""
+        (ry, ay), (rx, ax) = self.tap(e)
+        (ry2, ay2), (rx2, ax2) = self.tap(e2)
+        p1, p2, dy, dx = (ry, rx), (ry2, rx2), ay2 - ay, ax2 - ax
+        yph, xph = self.yph, self.xph
+        vy = (max(yph[ry][0], yph[ry2][0] - dy), min(yph[ry][1], yph[ry2][1] - dy))
+        vx = (max(xph[rx][0], xph[rx2][0] - dx), min(xph[rx][1], xph[rx2][1] - dx))
+        cy, cx = covered(vy, ay, self.out[0]), covered(vx, ax, self.out[1])
+        blk = self.corr(p1, p2, dy, dx, vy, vx)
+        for ys in ((vy[0], cy[0]), (cy[1], vy[1])):              # rows outside the window
+            blk = blk - self.rect(p1, p2, dy, dx, ys, vx) if ys[0] < ys[1] and vx[0] < vx[1] else blk
+        for xs in ((vx[0], cx[0]), (cx[1], vx[1])):              # columns outside, on the rows inside
+            blk = blk - self.rect(p1, p2, dy, dx, cy, xs) if xs[0] < xs[1] and cy[0] < cy[1] else blk
+        return blk
+
+    def window_sums(self) -> torch.Tensor:
+        """Σ over images and output positions of the patch, tap-major: each tap's window sum. (K, C)."""
+        total = self.Z.sum(4)                                             # (phases y, phases x, Fy, Fx, C)
+        sums = []
+        for e in range(self.K):
+            (ry, ay), (rx, ax) = self.tap(e)
+            cy, cx = covered(self.yph[ry][:2], ay, self.out[0]), covered(self.xph[rx][:2], ax, self.out[1])
+            sums.append(total[ry, rx, cy[0]:cy[1], cx[0]:cx[1]].sum((0, 1)))
+        return torch.stack(sums)
+
+
 def shift_gram(conv: nn.Conv2d, x: torch.Tensor, bias: bool, out: torch.Tensor, trace: list | None = None) -> float:
     """Adds to `out` (d, d) the Σ over images and output positions of b bᵀ, b = the conv's patch (a
     trailing 1 if `bias`), without unfolding. Tap-major order (tap e, then channel c: the blocks of one
@@ -78,67 +148,21 @@ def shift_gram(conv: nn.Conv2d, x: torch.Tensor, bias: bool, out: torch.Tensor, 
     reads in its phase image x, x' the phase of tap e' and δ the shift between the taps' windows.
     One product per (phase, phase', δ) sums over all u where both factors lie in the input (the zero
     padding adds nothing): a correlation R (C, C). The pixels one tap reads differ from those by
-    boundary rows and columns only, whose products are subtracted exactly. Stride 1, 3×3: 13 products
-    of C×C (and 16 small boundary ones) instead of one of (9C)², about 5.5x fewer FLOPs, and no unfold
-    copy; stride 2: 34 products on quarter-size images, about 2x fewer. trace receives (rows, C, C) of
-    every product.
+    boundary rows and columns only, whose products are subtracted exactly (PhaseProducts.block).
+    Stride 1, 3×3: 13 products of C×C (and 16 small boundary ones) instead of one of (9C)², about 5.5x
+    fewer FLOPs, and no unfold copy; stride 2: 34 products on quarter-size images, about 2x fewer.
+    trace receives (rows, C, C) of every product.
     """
-    n, C = x.shape[:2]
-    kw, K, (Ho, Wo) = conv.kernel_size[1], conv.weight[0, 0].numel(), conv_out_size(conv, x.shape[2:])
-    Z, (ytaps, yph), (xtaps, xph) = phase_frames(conv, x)
-    Fx = Z.shape[3]
-    flat = Z.view(len(yph), len(xph), -1, C)
-    flops, memo = 0.0, {}
-
-    def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:   # (rows, C), (rows, C) -> aᵀb (C, C)
-        nonlocal flops
-        flops += 2.0 * a.shape[0] * C * C
-        if trace is not None:
-            trace.append((a.shape[0], C, C))
-        return a.T @ b
-
-    def corr(p1: tuple, p2: tuple, dy: int, dx: int, vy: tuple, vx: tuple) -> torch.Tensor:
-        """R: Σ x1(u) x2(u + δ)ᵀ over the pixels u ∈ vy × vx where both lie in the input: one product over
-        the flat range from the first to the last (pixels between, outside vx, meet a zero)."""
-        if (p1, p2, dy, dx) not in memo:
-            if vy[0] >= vy[1] or vx[0] >= vx[1]:
-                memo[p1, p2, dy, dx] = x.new_zeros(C, C)
-            else:
-                start, stop, off = (vy[0] * Fx + vx[0]) * n, ((vy[1] - 1) * Fx + vx[1]) * n, (dy * Fx + dx) * n
-                memo[p1, p2, dy, dx] = mm(flat[p1][start:stop], flat[p2][start + off:stop + off])
-        return memo[p1, p2, dy, dx]
-
-    def rect(p1: tuple, p2: tuple, dy: int, dx: int, ys: tuple, xs: tuple) -> torch.Tensor:   # u ∈ ys × xs
-        if (p1, p2, dy, dx, ys, xs) not in memo:
-            part = lambda p, y, x_: Z[p][y:y + ys[1] - ys[0], x_:x_ + xs[1] - xs[0]].reshape(-1, C)
-            memo[p1, p2, dy, dx, ys, xs] = mm(part(p1, ys[0], xs[0]), part(p2, ys[0] + dy, xs[0] + dx))
-        return memo[p1, p2, dy, dx, ys, xs]
-
+    pp = PhaseProducts(conv, x, trace)
+    C, K = pp.C, pp.K
     blocks = out[:C * K, :C * K].unflatten(0, (K, C)).unflatten(2, (K, C))   # (K, C, K, C) view
     for e in range(K):
-        (ry, ay), (rx, ax) = ytaps[e // kw], xtaps[e % kw]
         for e2 in range(e, K):
-            (ry2, ay2), (rx2, ax2) = ytaps[e2 // kw], xtaps[e2 % kw]
-            p1, p2, dy, dx = (ry, rx), (ry2, rx2), ay2 - ay, ax2 - ax
-            # u where both factors lie in the input ("valid"), and the part the tap's window covers
-            vy = (max(yph[ry][0], yph[ry2][0] - dy), min(yph[ry][1], yph[ry2][1] - dy))
-            vx = (max(xph[rx][0], xph[rx2][0] - dx), min(xph[rx][1], xph[rx2][1] - dx))
-            cy, cx = covered(vy, ay, Ho), covered(vx, ax, Wo)
-            blk = corr(p1, p2, dy, dx, vy, vx)
-            for ys in ((vy[0], cy[0]), (cy[1], vy[1])):              # rows outside the window
-                blk = blk - rect(p1, p2, dy, dx, ys, vx) if ys[0] < ys[1] and vx[0] < vx[1] else blk
-            for xs in ((vx[0], cx[0]), (cx[1], vx[1])):              # columns outside, on the rows inside
-                blk = blk - rect(p1, p2, dy, dx, cy, xs) if xs[0] < xs[1] and cy[0] < cy[1] else blk
-            blocks[e, :, e2] += blk
+            blocks[e, :, e2] += pp.block(e, e2)
     if bias:   # Σ_o b(o): each tap's window sum; Σ_o 1 = n·Ho·Wo
-        total = Z.sum(4)                                                 # (phases y, phases x, Fy, Fx, C)
-        col = out[:C * K, -1].view(K, C)
-        for e in range(K):
-            (ry, ay), (rx, ax) = ytaps[e // kw], xtaps[e % kw]
-            cy, cx = covered(yph[ry][:2], ay, Ho), covered(xph[rx][:2], ax, Wo)
-            col[e] += total[ry, rx, cy[0]:cy[1], cx[0]:cx[1]].sum((0, 1))
-        out[-1, -1] += n * Ho * Wo
-    return flops
+        out[:C * K, -1].view(K, C).add_(pp.window_sums())
+        out[-1, -1] += pp.n * math.prod(pp.out)
+    return pp.flops
 
 
 def taps_to_unfold(S: torch.Tensor, taps: int, bias: bool) -> torch.Tensor:

@@ -17,68 +17,23 @@ Methods differ only in their Chooser: which units, how they start.
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
-from benchmarks.errors import UserError
-from benchmarks.metrics import count_macs
+from methods.errors import ConfigError, TrainingDiverged
 from methods.growth import line_search
 from methods.growth import stats as gstats
+from methods.growth.config import GrowthConfig
 from methods.growth.noise import merge_halves
 from methods.growth.step import Proposal, apply, match_new_norms, mean_loss, recalibrated_norms
 from methods.growth.tiny_solve import best_move
 from methods.interface import Result, Task
 from methods.nets import GrowablePair, NetSpec, build_network, parse_widths
+from methods.nets.cost import count_macs
 from methods.nets.growable import batch_norms
 from methods.nets.registry import DEFAULT_WIDTHS, STANDARD_WIDTHS
 from methods.train import Trainer
-
-
-@dataclass(frozen=True)
-class GrowthConfig:
-    target: str = ""                  # target widths: "128,128", a fraction of the standard widths ("1/4"),
-                                      # or "standard"; "" = from max_macs, else the arch's default widths
-    max_macs: int = 0                 # target from a budget of inference MACs per sample (target_widths)
-    growth_steps: int = 16            # growth steps, the first before any training
-    extra_steps: int = 4              # more steps, grow_every apart, while a pair is below its target after
-                                      # the last one (the authors grow until the widths match); their
-                                      # epochs come out of the post-growth phase
-    grow_every: float = 0.25          # epochs of training after each growth step
-    growth_lr: float = 0.0            # > 0: plain SGD at this constant LR during growth, no momentum (the
-                                      # authors' 0.01); 0: the run's --lr and momentum, constant
-    samples_per_dim2: float = 0.125   # statistics sample-size rule: N = this * d² / positions (d = fan-in)
-    min_samples: int = 1024           # clip of the sample-size rule
-    max_samples: int = 4096
-    line_search_samples: int = 1000   # training samples the line search measures the loss on (a paired
-                                      # comparison: the same samples with and without the new units)
-    conv_fan_out: str = "full"        # new channels' fan-out in a conv: "full" (kh x kw, the authors') or
-                                      # "centre" (1x1 at the kernel centre: a third of the statistics cost)
-    unit_norms: bool = False          # new BatchNorm units at weight 1, their scale moved into the fan-out
-                                      # (step.match_new_norms); false: weight = their batch std
-    stat_norms: str = "train"         # BatchNorm in the statistics pass: "train" (batch statistics: the
-                                      # gradient training follows, stats.py) or "eval" (running statistics)
-    after_samples: int = 1024         # line-search samples the bottlenecks after growing are measured on
-                                      # (a record, not used by growth: 0 skips it)
-
-    def __post_init__(self):   # a ValueError reaches the user as one line (methods.registry)
-        choices = {"conv_fan_out": ("centre", "full"), "stat_norms": ("eval", "train")}
-        for name, valid in choices.items():
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        if self.target and self.max_macs:
-            raise ValueError("give target or max_macs, not both")
-        if self.max_macs < 0 or self.after_samples < 0:
-            raise ValueError("max_macs and after_samples must be >= 0")
-        if not (self.grow_every > 0 and math.isfinite(self.grow_every)):
-            raise ValueError(f"grow_every must be a positive number of epochs, got {self.grow_every}")
-        if not (self.growth_lr >= 0 and math.isfinite(self.growth_lr)):
-            raise ValueError(f"growth_lr must be >= 0, got {self.growth_lr}")
-        if self.extra_steps < 0:
-            raise ValueError(f"extra_steps must be >= 0, got {self.extra_steps}")
-        if self.growth_steps < 1 or self.min_samples < 1 or self.max_samples < 1 or self.line_search_samples < 1:
-            raise ValueError("growth_steps, min_samples, max_samples and line_search_samples must be positive")
 
 
 class Chooser(Protocol):
@@ -107,14 +62,14 @@ def target_widths(cfg: GrowthConfig, spec: NetSpec) -> tuple[int, ...]:
     if cfg.target:
         text = "1/1" if cfg.target == "standard" else cfg.target
         if cfg.target == "standard" and spec.arch not in STANDARD_WIDTHS:
-            raise UserError(f"target=standard: {spec.arch} has no standard widths; give widths like 128,128")
+            raise ConfigError(f"target=standard: {spec.arch} has no standard widths; give widths like 128,128")
         target = parse_widths(text, spec.arch)
     elif cfg.max_macs:
         ref = STANDARD_WIDTHS.get(spec.arch, (1,) * len(start))
         at = lambda m: tuple(max(s, m * r // min(ref)) for s, r in zip(start, ref, strict=True))
         fits = lambda m: count_macs(build_network(spec.with_widths(at(m))), spec.input_shape) <= cfg.max_macs
         if not fits(1):
-            raise UserError(f"max_macs={cfg.max_macs}: the start widths {','.join(map(str, start))} already "
+            raise ConfigError(f"max_macs={cfg.max_macs}: the start widths {','.join(map(str, start))} already "
                             "exceed it")
         lo, hi = 1, 2
         while fits(hi):
@@ -126,7 +81,7 @@ def target_widths(cfg: GrowthConfig, spec: NetSpec) -> tuple[int, ...]:
     else:
         target = DEFAULT_WIDTHS[spec.arch]
     if len(target) != len(start) or any(t < s for t, s in zip(target, start, strict=True)):
-        raise UserError(f"target widths {','.join(map(str, target))} are below the start widths "
+        raise ConfigError(f"target widths {','.join(map(str, target))} are below the start widths "
                         f"{','.join(map(str, start))}")
     return tuple(target)
 
@@ -151,8 +106,8 @@ class GrowthRun:
         self.every = max(1, round(cfg.grow_every * self.trainer.steps_per_epoch))   # optimizer steps
         self.total_steps = task.train.epochs * self.trainer.steps_per_epoch
         if (cfg.growth_steps - 1) * self.every >= self.total_steps:   # the last step needs training after it
-            raise UserError(f"{cfg.growth_steps} growth steps every {cfg.grow_every} epochs do not fit in "
-                            f"{task.train.epochs} epochs; raise --epochs or lower growth_steps")
+            raise ConfigError(f"{cfg.growth_steps} growth steps every {cfg.grow_every} epochs do not fit in "
+                            f"{task.train.epochs} epochs; raise the epochs or lower growth_steps")
         if cfg.growth_lr:
             self.trainer.restart(self.total_steps, "none", cfg.growth_lr, 0.0)
         else:
@@ -258,8 +213,8 @@ class GrowthRun:
         # A diverged network gives non-finite sums; checking one number per statistic is enough.
         if not all(math.isfinite(float(t.sum())) for s in st.values() for t in (s.S1, s.M1, s.S2, s.M2, s.C)
                    if t is not None):
-            raise UserError(f"growth statistics are not finite at step {self.trainer.step}: "
-                            "training diverged; lower --lr")
+            raise TrainingDiverged(f"growth statistics are not finite at step {self.trainer.step}: "
+                                   "training diverged; lower the learning rate")
         return st
 
     def _proposals(self, pairs, st) -> list[Proposal]:

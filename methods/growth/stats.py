@@ -1,6 +1,6 @@
 """Second-order statistics of every growable pair, from one forward/backward pass per batch.
 
-For a pair  a_{l-1} = W_{l-1} b_{l-2},  b_{l-1} = σ(a_{l-1}),  a_l = W_l b_{l-1}  (tiny-math.md §1-3):
+For a pair  a_{l-1} = W_{l-1} b_{l-2},  b_{l-1} = σ(a_{l-1}),  a_l = W_l b_{l-1}  (MATH.md §1-3):
 
     S1 = E[b1 b1ᵀ]  (d1×d1)    M1 = E[b1 gᵀ]  (d1×dout)    S2 = E[b2 b2ᵀ]  (d2×d2)
     M2 = E[b2 gᵀ]   (d2×dout)  C  = E[b2 b1ᵀ] (d2×d1)      gsq = E‖g‖²
@@ -25,19 +25,24 @@ backward pass computes only activation gradients (autograd.grad to the second la
 weight gradients of the network. Where b2 is a conv's own patch (ResNet blocks), nothing of it is
 unfolded: S2 comes from shifted products of the conv's input (patch_gram.py, about 5x fewer FLOPs than the
 unfold Gram at stride 1) and, on large maps, M2 and C from one weight-gradient convolution.
+
+Where the pieces are: grids.py builds the vectors (patches, rows, b2 on the second layer's grid),
+batches.py runs the batches (sizes, norm mode, forward and backward), StatsPass below adds them up.
 """
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.growth.patch_gram import conv_out_size, patch_products, shift_gram, shift_gram_applies, taps_to_unfold
+from methods.growth.batches import Batches, Sides, batch_sides, floats_per_sample, norm_mode, recorded
+from methods.growth.grids import b2_is_own_patch, kernel_centres, on_second_input, patches, rows, with_ones
+from methods.growth.patch_gram import patch_products, shift_gram, shift_gram_applies, taps_to_unfold
 from methods.nets.growable import GrowablePair, batch_norms
+from methods.nets.modes import kept_modes
 
 
 @dataclass
@@ -54,74 +59,6 @@ class PairStats:
     half_diff: tuple | None = None   # (ΔM2, ΔC, ΔM1, ΔS1) between two halves of the images (noise.py)
     move: tuple | None = None        # tiny_solve.best_move's result, kept by it (the schedule and the
                                      # chooser both need it)
-
-
-def patches(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A layer's input as the vectors its weights multiply, on its output grid.
-
-    Linear: (n, d) -> (n, d).  Conv: (n, C, H, W) -> (n, C·kh·kw, Ho, Wo), unfold order.
-    """
-    if isinstance(layer, nn.Linear):
-        return x.flatten(1)
-    u = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)   # (n, C·k·k, Ho·Wo)
-    return u.view(x.shape[0], -1, *conv_out_size(layer, x.shape[2:]))
-
-
-def with_ones(t: torch.Tensor, bias: bool = True) -> torch.Tensor:
-    """(n, d[, H, W]) -> (n, d+1[, H, W]): the constant input a bias multiplies, as a last channel."""
-    return torch.cat([t, t.new_ones(t.shape[0], 1, *t.shape[2:])], 1) if bias else t
-
-
-def rows(t: torch.Tensor) -> torch.Tensor:
-    """(n, d[, H, W]) -> (n·H·W, d): one row per sample and position."""
-    return t.flatten(2).transpose(1, 2).reshape(-1, t.shape[1]) if t.dim() == 4 else t
-
-
-def on_second_input(pair: GrowablePair, p2: torch.Tensor, second_in: torch.Tensor) -> torch.Tensor:
-    """The first layer's input patches p2 (n, d2, H1, W1) moved to the grid of the second layer's input
-    (n, d2, H, W): averaged like the pooling between the layers, or over all positions (n, d2) when
-    the second layer is linear. Linear first layers: p2 (n, d2) unchanged."""
-    if p2.dim() == 2:
-        return p2
-    if isinstance(pair.second, nn.Linear):
-        return p2.mean((2, 3))
-    if p2.shape[2:] != second_in.shape[2:]:   # a pooling between the layers
-        if all(a // 2 == b for a, b in zip(p2.shape[2:], second_in.shape[2:], strict=True)):
-            p2 = F.avg_pool2d(p2, 2)   # the windows of our nets' 2x2 max-pools (floor mode, odd sizes too)
-        else:
-            p2 = F.adaptive_avg_pool2d(p2, second_in.shape[2:])
-    return p2
-
-
-def reads_own_position(conv: nn.Conv2d, size) -> bool:
-    """Whether every output position of `conv` on an input of spatial size `size` has its kernel centre
-    on the same input position ("same" convolution: the grids coincide)."""
-    shift = [conv.dilation[i] * (conv.kernel_size[i] // 2) - conv.padding[i] for i in range(2)]
-    return shift == [0, 0] and conv.stride == (1, 1) and conv_out_size(conv, size) == list(size)
-
-
-def kernel_centres(conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
-    """t (n, d, H, W) on conv's input grid -> (n, d, Ho, Wo): the value at each window's centre."""
-    size = t.shape[2:]
-    if reads_own_position(conv, size):
-        return t
-    out = conv_out_size(conv, size)
-    # Output position o reads its kernel centre at input position o·stride + shift (zeros outside).
-    shift = [conv.dilation[i] * (conv.kernel_size[i] // 2) - conv.padding[i] for i in range(2)]
-    lo = [max(0, -shift[i]) for i in range(2)]
-    hi = [max(0, shift[i] + (out[i] - 1) * conv.stride[i] + 1 - size[i]) for i in range(2)]
-    t = F.pad(t, (lo[1], hi[1], lo[0], hi[0]))
-    y0, x0 = shift[0] + lo[0], shift[1] + lo[1]
-    return t[:, :, y0:y0 + (out[0] - 1) * conv.stride[0] + 1:conv.stride[0],
-             x0:x0 + (out[1] - 1) * conv.stride[1] + 1:conv.stride[1]]
-
-
-def b2_is_own_patch(pair: GrowablePair, first_in: torch.Tensor, second_in: torch.Tensor) -> bool:
-    """Whether b2 is the first conv's patch at each of its own output positions: they are the second
-    conv's input and output positions (no pooling between, a "same" second conv)."""
-    return (isinstance(pair.second, nn.Conv2d)
-            and conv_out_size(pair.first, first_in.shape[2:]) == list(second_in.shape[2:])
-            and reads_own_position(pair.second, second_in.shape[2:]))
 
 
 SMALL_MAP = 64   # output positions under which the unfold product is faster for M2 and C than the weight
@@ -180,7 +117,7 @@ def shift_pair_sums(pair: GrowablePair, x: torch.Tensor, bg: torch.Tensor, d1: i
 
 
 def full_fan_out_sums(conv: nn.Conv2d, b2: torch.Tensor, b1: torch.Tensor, g: torch.Tensor) -> dict:
-    """Batch sums for new channels with a full kh×kw fan-out (tiny-math.md §3, gromo's layout).
+    """Batch sums for new channels with a full kh×kw fan-out (MATH.md §3, gromo's layout).
 
     b2 (n, d2, H, W): first layer's input patches on conv's input grid (bias channel included);
     b1 (n, d1, Ho, Wo): conv's unfolded input; g (n, C_out, Ho, Wo). With b2(o, e) the patch read by
@@ -213,6 +150,123 @@ def macs_per_unit(pair: GrowablePair, positions: dict) -> int:
             + positions[pair.second] * pair.second.weight[:, 0].numel())
 
 
+class StatsPass:
+    """The sums of one collect call over its batches, in float64, and the FLOPs of the products behind
+    them. Keys: (statistic, second layer) for S and M (S1 and M1 of the pair the layer ends), (statistic,
+    pair name) for S2, M2 and C, ("gg", second layer) for Σ‖g‖².
+
+    Within a batch, every product with the same left factor is queued and computed as one matmul
+    left.T @ [right_1 | right_2 | ...] (`_multiply`)."""
+
+    def __init__(self, pairs: list[GrowablePair], full: bool, fixed_S: dict, fan_out: str, trace: list | None):
+        self.pairs, self.full, self.fixed_S, self.fan_out, self.trace = pairs, full, fixed_S, fan_out, trace
+        self.seconds = [p.second for p in pairs]
+        self.sums: dict = {}
+        self.flops = 0.0
+        self.queued: dict = {}    # key -> (left rows, {statistic: right rows}), this batch's products
+        self.s2_key: dict = {}    # pair name -> the key of its S2 in sums
+        self.shifted: dict = {}   # pair name -> its first conv, when shift_gram sums its S2
+
+    def add_batch(self, batch: dict[nn.Module, Sides], inputs: dict) -> None:
+        """One batch: b1 and g of every second layer, the layers' inputs."""
+        for m in self.seconds:
+            self._queue(("in", m), batch[m].b1, {("S", m): batch[m].b1, ("M", m): batch[m].g})
+        for p in self.pairs if self.full else []:
+            self._add_pair(p, batch, inputs)
+        self._multiply()
+        for m in self.seconds:
+            gsq = float(torch.linalg.vector_norm(batch[m].g, dtype=torch.float64)) ** 2   # no float64 copy of g
+            self.sums[("gg", m)] = self.sums.get(("gg", m), 0.0) + gsq
+
+    def _add_pair(self, p: GrowablePair, batch: dict[nn.Module, Sides], inputs: dict) -> None:
+        """Pair p's S2, M2 and C on one batch, by the cheapest route its layers allow."""
+        own = self.fan_out == "centre" and p.first not in batch   # b2 may be the first conv's own patch
+        gram, products = shift_plan(p, inputs[p.first], inputs[p.second]) if own else (False, False)
+        if gram:
+            self._add_shifted(p, batch[p.second], inputs[p.first], products)
+            if products:
+                return
+        if p.first in batch:   # first is another pair's second: its patches are already built
+            p2 = batch[p.first].b1_img
+        else:
+            p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
+        grid = on_second_input(p, p2, inputs[p.second])
+        if self.fan_out == "full" and isinstance(p.second, nn.Conv2d):
+            self._add_full_fan_out(p, grid, batch[p.second])
+        else:
+            self._queue_centre(p, p2, grid, batch, with_S2=not (p.first in self.fixed_S or gram))
+
+    def _add_shifted(self, p: GrowablePair, side: Sides, x: torch.Tensor, products: bool) -> None:
+        """A conv first layer whose own output grid is b2's: S2 from shifted products of its input x (not
+        when fixed_S has it) and, with `products`, M2 and C as a weight gradient; no unfolded copy of x."""
+        self.s2_key[p.name] = ("S2", p.name)
+        if p.first not in self.fixed_S:
+            self.shifted[p.name] = p.first
+        self.flops += shift_pair_sums(p, x, side.bg_img, side.b1_img.shape[1], self.sums, p.name in self.shifted,
+                                      products, self.trace)
+
+    def _add_full_fan_out(self, p: GrowablePair, grid: torch.Tensor, side: Sides) -> None:
+        """S2, M2 and C for a kh×kw fan-out (full_fan_out_sums); grid: b2 on the second conv's input grid."""
+        m = p.second
+        self.s2_key[p.name] = ("S2", p.name)
+        for name, t in full_fan_out_sums(m, grid, side.b1_img, side.g_img).items():
+            self.sums[(name, p.name)] = t + self.sums.get((name, p.name), 0.0)
+        d2, n_out = grid.shape[1], len(side.g)
+        self.flops += 2.0 * d2 * (rows(grid).shape[0] * d2 + n_out * m.weight[0, 0].numel()
+                                  * (side.g.shape[1] + side.b1.shape[1]))
+
+    def _queue_centre(self, p: GrowablePair, p2: torch.Tensor, grid: torch.Tensor, batch: dict[nn.Module, Sides],
+                      with_S2: bool) -> None:
+        """Queues C and M2 (and S2, with_S2) for a 1×1 fan-out: b2 is the first layer's patch at the centre
+        of each window of the second. p2: the first layer's patches; grid: them on the second's input grid."""
+        m = p.second
+        if isinstance(m, nn.Conv2d):
+            grid = kernel_centres(m, grid)
+        if grid is p2 and p.first in batch:   # b2 = b1 of the pair before (MLPs): same rows, same S
+            key, b2 = ("in", p.first), batch[p.first].b1
+            self.s2_key[p.name] = ("S", p.first)
+        else:
+            key, b2 = ("b2", p.name), rows(grid)
+            self.s2_key[p.name] = ("S2", p.name)
+        right = {("C", p.name): batch[m].b1, ("M2", p.name): batch[m].g}
+        self._queue(key, b2, right | ({self.s2_key[p.name]: b2} if with_S2 else {}))
+
+    def _queue(self, key, left: torch.Tensor, right: dict) -> None:
+        """Queues left.T @ right[s] for every statistic s of `right`, under the group `key` of its left factor."""
+        self.queued.setdefault(key, (left, {}))[1].update(right)
+
+    def _multiply(self) -> None:
+        """The queued products, one matmul per left factor, added to the sums."""
+        for left, right in self.queued.values():
+            names, mats = zip(*right.items(), strict=True)
+            prod = left.T @ side_by_side(mats)                     # (d_left, Σ d_right)
+            self.flops += 2.0 * left.shape[0] * left.shape[1] * prod.shape[1]
+            if self.trace is not None:
+                self.trace.append((left.shape[0], left.shape[1], prod.shape[1]))
+            for name, part in zip(names, prod.split([mt.shape[1] for mt in mats], dim=1), strict=True):
+                add_to(self.sums, name, part)
+        self.queued.clear()
+
+    def result(self, n: int, shapes: dict) -> dict[str, PairStats]:
+        """The expectations over the n samples, by pair name (once, after the last batch: the shifted S2
+        are put in unfold order in place); shapes: each layer's output shape."""
+        for name, conv in self.shifted.items():
+            self.sums[("S2", name)] = taps_to_unfold(self.sums[("S2", name)], conv.weight[0, 0].numel(),
+                                                     conv.bias is not None)
+        positions = {m: math.prod(o[2:]) for m, o in shapes.items()}
+        get = lambda key: self.sums[key] / n if key in self.sums else None
+        return {p.name: PairStats(S1=get(("S", p.second)), M1=get(("M", p.second)), S2=self._S2(p, get),
+                                  M2=get(("M2", p.name)), C=get(("C", p.name)), gsq=self.sums[("gg", p.second)] / n,
+                                  n=n, macs_per_unit=macs_per_unit(p, positions), positions=positions[p.second])
+                for p in self.pairs}
+
+    def _S2(self, p: GrowablePair, get) -> torch.Tensor | None:
+        """Pair p's S2: the caller's (fixed_S), else the summed one; None with full=False."""
+        if not self.full:
+            return None
+        return self.fixed_S[p.first] if p.first in self.fixed_S else get(self.s2_key[p.name])
+
+
 def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: torch.Tensor,
             batch_size: int = 1024, full: bool = True, fixed_S: dict | None = None,
             fan_out: str = "centre", max_elems: int = 2 ** 25, norms: str = "eval",
@@ -232,149 +286,21 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     convolution as the product it computes).
     """
     t0 = time.perf_counter()
-    fixed_S = fixed_S or {}
-    firsts, seconds = [p.first for p in pairs], [p.second for p in pairs]
-    inputs, outputs, shapes = {}, {}, {}
-
-    def hook(layer, args, out):
-        inputs[layer], outputs[layer], shapes[layer] = args[0].detach(), out, out.shape
-
-    handles = [m.register_forward_hook(hook) for m in dict.fromkeys(firsts + seconds)]
-    sums: dict = {}
-    s2_key = {}   # pair name -> the key of its S2 in sums
-    shifted = {}   # pair name -> its first conv, when shift_gram sums its S2 (taps_to_unfold at the end)
-    flops = 0.0
-    groups = {}   # per batch, the products grouped by left factor: key -> (left rows, {statistic: right rows})
-    add = lambda key, left, right: groups.setdefault(key, (left, {}))[1].update(right)
-    # A small first batch tells the memory per sample. In train mode a BatchNorm normalises it by its
-    # own statistics: 64 images give 1024 values a channel on a CIFAR ResNet's smallest grid (4x4).
-    by_batch = norms == "train" and bool(batch_norms(model))
-    step = min(batch_size, 64 if by_batch else 8)
-    i = 0
-    try:
-        with norm_mode(model, norms):
-            while i < len(y):
-                if by_batch and 0 < len(y) - i - step < 8:   # no train-mode batch of fewer than 8
-                    step = len(y) - i                          # images: one image on a 1x1 map fails
-                xb, yb = x[i:i + step], y[i:i + step]
-                loss = F.cross_entropy(model(xb), yb, reduction="sum")
-                grads = torch.autograd.grad(loss, [outputs[m] for m in seconds])   # activation gradients only
-                g_img = dict(zip(seconds, (gr.detach() for gr in grads), strict=True))   # (n, dout[, Ho, Wo])
-                b1_img = {m: with_ones(patches(m, inputs[m]), m.bias is not None) for m in seconds}   # (n, d1[,Ho,Wo])
-                bg_img = {m: torch.cat([b1_img[m], g_img[m]], 1) for m in seconds}   # (n, d1 + dout[, Ho, Wo])
-                bg = {m: rows(t) for m, t in bg_img.items()}       # (rows, d1 + dout), one copy for b1 and g
-                b1 = {m: t[:, :b1_img[m].shape[1]] for m, t in bg.items()}   # (rows, d1) view
-                g = {m: t[:, b1_img[m].shape[1]:] for m, t in bg.items()}    # (rows, dout) view
-                groups.clear()
-                for m in seconds:
-                    add(("in", m), b1[m], {("S", m): b1[m], ("M", m): g[m]})
-                for p in pairs if full else []:
-                    m = p.second
-                    # A conv first layer whose own output grid is b2's: S2 from shifted products and, on
-                    # large maps, M2 and C as a weight gradient; no unfolded copy of its input.
-                    gram, products = (shift_plan(p, inputs[p.first], inputs[m])
-                                      if fan_out == "centre" and p.first not in b1_img else (False, False))
-                    if gram:
-                        s2_key[p.name] = ("S2", p.name)
-                        if p.first not in fixed_S:
-                            shifted[p.name] = p.first
-                        flops += shift_pair_sums(p, inputs[p.first], bg_img[m], b1_img[m].shape[1], sums,
-                                                 p.name in shifted, products, trace)
-                        if products:
-                            continue
-                    if p.first in b1_img:   # first is another pair's second: its patches are already built
-                        p2 = b1_img[p.first]
-                    else:
-                        p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
-                    grid = on_second_input(p, p2, inputs[m])
-                    if fan_out == "full" and isinstance(m, nn.Conv2d):
-                        s2_key[p.name] = ("S2", p.name)
-                        for name, t in full_fan_out_sums(m, grid, b1_img[m], g_img[m]).items():
-                            sums[(name, p.name)] = t + sums.get((name, p.name), 0.0)
-                        d2, n_out = grid.shape[1], len(g[m])
-                        flops += 2.0 * d2 * (rows(grid).shape[0] * d2 + n_out * m.weight[0, 0].numel()
-                                             * (g[m].shape[1] + b1[m].shape[1]))
-                        continue
-                    if isinstance(m, nn.Conv2d):
-                        grid = kernel_centres(m, grid)
-                    if grid is p2 and p.first in b1:   # b2 = b1 of the pair before (MLPs): same rows, same S
-                        key, b2 = ("in", p.first), b1[p.first]
-                    else:
-                        key, b2 = ("b2", p.name), rows(grid)
-                    s2_key[p.name] = ("S", p.first) if key[0] == "in" else ("S2", p.name)
-                    add(key, b2, {("C", p.name): b1[m], ("M2", p.name): g[m]}
-                        | ({} if p.first in fixed_S or gram else {s2_key[p.name]: b2}))
-                for left, right in groups.values():
-                    names, mats = zip(*right.items(), strict=True)
-                    prod = left.T @ side_by_side(mats)                     # (d_left, Σ d_right)
-                    flops += 2.0 * left.shape[0] * left.shape[1] * prod.shape[1]
-                    if trace is not None:
-                        trace.append((left.shape[0], left.shape[1], prod.shape[1]))
-                    for name, part in zip(names, prod.split([mt.shape[1] for mt in mats], dim=1), strict=True):
-                        add_to(sums, name, part)
-                for m in seconds:
-                    gsq = float(torch.linalg.vector_norm(g[m], dtype=torch.float64)) ** 2   # no float64 copy of g
-                    sums[("gg", m)] = sums.get(("gg", m), 0.0) + gsq
-                i += len(yb)
-                if step < batch_size:   # size the next batches by the largest unfolded input seen
-                    per_sample = max(t.numel() for t in [*b1.values(), *g.values()]) / len(yb)
-                    if full:
-                        per_sample = max(per_sample, max(inputs[f].numel() for f in firsts) / len(yb) * 9)
-                    step = int(max(1, min(batch_size, max_elems // max(per_sample, 1))))
-                del loss, grads
-    finally:
-        for h in handles:
-            h.remove()
-        inputs.clear()
-        outputs.clear()
-    n = len(y)
-    for name, conv in shifted.items():
-        sums[("S2", name)] = taps_to_unfold(sums[("S2", name)], conv.weight[0, 0].numel(), conv.bias is not None)
-    out = {}
-    for p in pairs:
-        get = lambda key: sums[key] / n if key in sums else None
-        S2 = (fixed_S[p.first] if p.first in fixed_S else get(s2_key[p.name])) if full else None
-        out[p.name] = PairStats(S1=get(("S", p.second)), M1=get(("M", p.second)), S2=S2,
-                                M2=get(("M2", p.name)), C=get(("C", p.name)), gsq=sums[("gg", p.second)] / n,
-                                n=n, macs_per_unit=macs_per_unit(p, {m: math.prod(o[2:]) for m, o in shapes.items()}),
-                                positions=math.prod(shapes[p.second][2:]))
-    return out, flops, time.perf_counter() - t0
-
-
-
-@contextmanager
-def norm_mode(model: nn.Module, norms: str):
-    """Inside: `model` in eval mode ("eval"), or in train mode with every BatchNorm normalising by the
-    batch's statistics without updating its running ones ("train"). Mode and flags restored after."""
-    if norms not in ("eval", "train"):
-        raise ValueError(f"norms must be 'eval' or 'train', got {norms!r}")
-    was_training = model.training
-    bns = batch_norms(model) if norms == "train" else []
-    tracked = [bn.track_running_stats for bn in bns]
-    model.train(norms == "train")
-    for bn in bns:   # train mode without tracking: batch statistics, running buffers neither read nor written
-        bn.track_running_stats = False
-    try:
-        yield
-    finally:
-        for bn, t in zip(bns, tracked, strict=True):
-            bn.track_running_stats = t
-        model.train(was_training)
+    acc = StatsPass(pairs, full, fixed_S or {}, fan_out, trace)
+    batches = Batches(len(y), batch_size, max_elems, by_batch=norms == "train" and bool(batch_norms(model)))
+    layers = dict.fromkeys([p.first for p in pairs] + acc.seconds)
+    with recorded(layers) as (inputs, outputs, shapes), norm_mode(model, norms):
+        for start, stop in batches:
+            batch = batch_sides(model, acc.seconds, inputs, outputs, x[start:stop], y[start:stop])
+            acc.add_batch(batch, inputs)
+            batches.fit(floats_per_sample(batch, [inputs[p.first] for p in pairs] if full else [], stop - start))
+    return acc.result(len(y), shapes), acc.flops, time.perf_counter() - t0
 
 
 def layer_positions(model: nn.Module, pairs: list[GrowablePair], x1: torch.Tensor) -> dict[nn.Module, int]:
     """Output positions per sample of every layer of `pairs` (1 for linear layers), from one sample x1.
     Growth never changes them."""
-    shapes = {}
     layers = list(dict.fromkeys(m for p in pairs for m in (p.first, p.second)))
-    handles = [m.register_forward_hook(lambda m, a, o: shapes.__setitem__(m, o.shape)) for m in layers]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(x1)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    with recorded(layers) as (_, _, shapes), kept_modes(model, train=False), torch.no_grad():
+        model(x1)
     return {m: math.prod(shapes[m][2:]) for m in layers}

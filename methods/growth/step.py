@@ -7,7 +7,7 @@ existing weights moved by γ²·ΔW* (when the method has a ΔW*).
 """
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from methods.nets.growable import GrowablePair, add_units, batch_norms
+from methods.nets.modes import kept_modes
 
 
 @dataclass
@@ -34,13 +35,6 @@ class Proposal:
     @property
     def k(self) -> int:
         return self.fan_in.shape[0]
-
-    def first_units(self, k: int) -> "Proposal":
-        """The first k units only (choosers order them best first); ΔW* and the scores are kept."""
-        if k >= self.k:
-            return self
-        bias = None if self.fan_in_bias is None else self.fan_in_bias[:k]
-        return replace(self, fan_in=self.fan_in[:k], fan_out=self.fan_out[:, :k], fan_in_bias=bias)
 
 
 @torch.no_grad()
@@ -111,16 +105,14 @@ def match_new_norms(model: nn.Module, grown: list[tuple[GrowablePair, int]], x: 
 
     handles = [bn.register_forward_pre_hook(hook) for bn in new_units]
     buffers = [(b, b.clone()) for b in model.buffers()]   # a train-mode pass moves running statistics
-    was_training = model.training
-    model.train()
     try:
-        model(x)
+        with kept_modes(model, train=True):
+            model(x)
     finally:
         for h in handles:
             h.remove()
         for b, saved in buffers:
             b.copy_(saved)
-        model.train(was_training)
     for bn, (live, mean, var) in moments.items():
         new = slice(bn.num_features - len(mean), None)
         bn.running_mean[new] = torch.where(live, mean, bn.running_mean[new])
@@ -185,10 +177,8 @@ def trial(p: Proposal, gamma: float):
 def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
     """Mean cross-entropy in eval mode (train mode would use batch statistics and move BatchNorm's
     running ones), the model's mode restored."""
-    was_training = model.training
-    model.eval()
     total = 0.0
-    for i in range(0, len(y), batch_size):
-        total += float(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum"))
-    model.train(was_training)
+    with kept_modes(model, train=False):
+        for i in range(0, len(y), batch_size):
+            total += float(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size], reduction="sum"))
     return total / len(y)

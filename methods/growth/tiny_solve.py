@@ -1,4 +1,4 @@
-"""TINY's closed forms for one pair (tiny-math.md §1-2), in float64.
+"""TINY's closed forms for one pair (MATH.md §1-2), in float64.
 
     ΔW*  = −M1ᵀ S1⁺                          best move of the second layer's existing weights
     FO_W = tr(M1ᵀ S1⁺ M1)                     its first-order loss decrease
@@ -75,22 +75,49 @@ def whitener(S: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tensor | CholeskyW
     """W (float64, d×d) with WᵀW = S⁺ for a PSD S (see the module docstring): a matrix up to
     EIGH_MAX_DIM, a CholeskyWhitener above."""
     S = S.double()
-    if len(S) <= EIGH_MAX_DIM:
-        evals, evecs = torch.linalg.eigh(S)
-        keep = evals > rel_eps * evals.max().clamp_min(1e-300)
-        return (evecs[:, keep] * evals[keep] ** -0.5) @ evecs[:, keep].T
-    # Ridge relative to the largest diagonal entry, 100x more until the factorisation succeeds:
-    # statistics summed in float32 can leave a singular S with eigenvalues slightly below zero. It
-    # starts at float32's round-off (~6e-8 relative): below it eigenvalues are not measured anyway, and
-    # a singular S (fewer rows than dimensions: ResNet's last blocks) then factors at the first try.
+    if len(S) > EIGH_MAX_DIM:
+        L = cholesky_with_ridge(S, rel_eps)
+        if L is not None:
+            return CholeskyWhitener(L)
+    evals, evecs = robust_eigh(S)
+    keep = evals > rel_eps * evals.max().clamp_min(1e-300)
+    return (evecs[:, keep] * evals[keep] ** -0.5) @ evecs[:, keep].T
+
+
+def cholesky_with_ridge(S: torch.Tensor, rel_eps: float, attempts: int = 20) -> torch.Tensor | None:
+    """L with LLᵀ = S + ridge·I, the ridge relative to the largest diagonal entry and 100x more until the
+    factorisation succeeds (statistics summed in float32 can leave a singular S with eigenvalues slightly
+    below zero). It starts at float32's round-off (~6e-8 relative): below it eigenvalues are not measured
+    anyway, and a singular S (fewer rows than dimensions: ResNet's last blocks) factors at the first try.
+    None after `attempts` failures (S far from PSD): the caller takes the eigendecomposition instead."""
     ridge = max(0.1 * rel_eps * float(S.diagonal().max()), 1e-300)
     A = S.clone()   # S + ridge·I, one d×d copy for all attempts
-    while True:
+    for _ in range(attempts):
         A.diagonal().copy_(S.diagonal() + ridge)
         L, info = torch.linalg.cholesky_ex(A)
         if int(info) == 0:
-            return CholeskyWhitener(L)
+            return L
         ridge *= 100
+    return None
+
+
+def robust_eigh(S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eigenvalues ascending, eigenvectors) of a symmetric S. LAPACK's eigh can fail to converge on
+    ill-conditioned statistics (seen on a real data set): then the symmetrised S with a jitter of 1e-12
+    of its largest diagonal entry, and last its SVD (for a PSD S the same decomposition; negative
+    round-off eigenvalues come back as small positive ones, below any threshold that keeps directions)."""
+    try:
+        return torch.linalg.eigh(S)
+    except torch.linalg.LinAlgError:
+        pass
+    sym = (S + S.mT) / 2
+    jitter = 1e-12 * float(sym.diagonal().abs().max().clamp_min(1e-300))
+    try:
+        evals, evecs = torch.linalg.eigh(sym + jitter * torch.eye(len(S), dtype=S.dtype, device=S.device))
+        return evals - jitter, evecs
+    except torch.linalg.LinAlgError:
+        U, sv, _ = torch.linalg.svd(sym)
+        return sv.flip(0), U.flip(1)
 
 
 def best_move(st: PairStats, rel_eps: float = 1e-6) -> tuple[torch.Tensor, float, float]:

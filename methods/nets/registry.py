@@ -5,7 +5,7 @@ from fractions import Fraction
 
 from torch import nn
 
-from benchmarks.errors import UserError
+from methods.errors import ConfigError
 from methods.nets import resnet, vgg
 from methods.nets.mlp import MLP
 
@@ -40,16 +40,16 @@ def build_network(spec: NetSpec) -> nn.Module:
 
 def check_arch(arch: str) -> None:
     if arch not in ARCHS:
-        raise UserError(f"unknown arch '{arch}'; choose from: {', '.join(ARCHS)}")
+        raise ConfigError(f"unknown arch '{arch}'; choose from: {', '.join(ARCHS)}")
 
 
 def check_widths(arch: str, widths: tuple[int, ...]) -> None:
     check_arch(arch)
     if not widths or any(w < 1 for w in widths):
-        raise UserError(f"widths must be positive integers, got {','.join(map(str, widths)) or 'nothing'}")
+        raise ConfigError(f"widths must be positive integers, got {','.join(map(str, widths)) or 'nothing'}")
     need = len(STANDARD_WIDTHS.get(arch, widths))
     if len(widths) != need:
-        raise UserError(f"arch '{arch}' takes {need} widths, got {len(widths)}")
+        raise ConfigError(f"arch '{arch}' takes {need} widths, got {len(widths)}")
 
 
 def parse_widths(text: str, arch: str) -> tuple[int, ...]:
@@ -58,20 +58,20 @@ def parse_widths(text: str, arch: str) -> tuple[int, ...]:
     text = text.strip()
     if "/" in text and "," not in text:
         if arch not in STANDARD_WIDTHS:
-            raise UserError(f"a width fraction like '{text}' needs an arch with standard widths: "
+            raise ConfigError(f"a width fraction like '{text}' needs an arch with standard widths: "
                             f"{', '.join(STANDARD_WIDTHS)}")
         try:
             frac = Fraction(text)
         except (ValueError, ZeroDivisionError):
-            raise UserError(f"bad width fraction '{text}'; use e.g. 1/4") from None
+            raise ConfigError(f"bad width fraction '{text}'; use e.g. 1/4") from None
         if not 0 < frac <= 1:
-            raise UserError(f"width fraction must be in (0, 1], got {text}")
+            raise ConfigError(f"width fraction must be in (0, 1], got {text}")
         widths = tuple(max(1, int(w * frac)) for w in STANDARD_WIDTHS[arch])
     else:
         try:
             widths = tuple(int(w) for w in text.split(","))
         except ValueError:
-            raise UserError(f"bad --widths '{text}'; use comma-separated positive integers like 128,64 "
+            raise ConfigError(f"bad widths '{text}'; use comma-separated positive integers like 128,64 "
                             "or a fraction of the standard widths like 1/4") from None
     check_widths(arch, widths)
     return widths

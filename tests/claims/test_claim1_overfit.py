@@ -11,7 +11,7 @@ with 1000 images no direction of the 1,1 start passed the noise threshold.
 
 import pytest
 
-from benchmarks import claims
+from benchmarks.studies import claims
 
 pytestmark = pytest.mark.claims
 

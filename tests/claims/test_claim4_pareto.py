@@ -24,7 +24,7 @@ but one: its small-budget runs collapsed to chance.)
 
 import pytest
 
-from benchmarks import claims
+from benchmarks.studies import claims
 
 pytestmark = pytest.mark.claims
 

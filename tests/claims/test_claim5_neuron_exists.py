@@ -1,5 +1,5 @@
 """Claim 5: "There always exists a neuron to add that can improve the loss" (Proposition, talk's
-discussion; tiny-math.md §2: λ_1 > 0 whenever v_proj has a component correlated with b_{l-2}).
+discussion; MATH.md §2: λ_1 > 0 whenever v_proj has a component correlated with b_{l-2}).
 
 On MNIST MLPs 1,1 and 8,8 untrained, 8,8 and 64,64 trained 1 epoch, 3 seeds, every growable pair with
 N = E[b2 v_projᵀ] ≠ 0: TINY's top neuron added on top of the best move ΔW* must lower the loss below
@@ -13,7 +13,7 @@ Measured on 2 CPU cores (`benchmarks.claims_stats.neuron_exists(seed)`), gain / 
 The pairs "with a bottleneck but N = 0" are 1,1 starts whose one hidden.1 unit is active on every
 image, so b1 is an affine function of b2: the bottleneck (0.89) is orthogonal to everything b2 offers
 and λ_1 = 5e-14. Read literally ("whenever the bottleneck is non-zero"), the proposition fails there;
-tiny-math.md's condition (v_proj correlated with b2) excludes them. The gain is not TINY's linearised
+MATH.md §2's condition (v_proj correlated with b2) excludes them. The gain is not TINY's linearised
 λ_1² because ReLU(z) ≠ z; only its sign is the claim.
 
 Control, checked here: with the neuron's fan-out negated the loss rises in every pair (0/21 lowered),
@@ -22,7 +22,7 @@ so the test fails when the neuron is wrong.
 
 import pytest
 
-from benchmarks import claims_stats
+from benchmarks.studies import claims_stats
 
 pytestmark = pytest.mark.claims
 

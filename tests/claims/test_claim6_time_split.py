@@ -18,7 +18,7 @@ convolutions, where they are d² per position), and 24 growth steps solve 2 pair
 
 import pytest
 
-from benchmarks import claims
+from benchmarks.studies import claims
 
 pytestmark = pytest.mark.claims
 

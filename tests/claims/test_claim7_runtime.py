@@ -15,7 +15,7 @@ The bound can fail: growth is a larger share of shorter runs, seed 0 gives 1.96 
 
 import pytest
 
-from benchmarks import claims
+from benchmarks.studies import claims
 
 pytestmark = pytest.mark.claims
 

@@ -18,7 +18,7 @@ only shows at the largest N.
 
 import pytest
 
-from benchmarks import claims_stats
+from benchmarks.studies import claims_stats
 
 pytestmark = pytest.mark.claims
 

@@ -1,0 +1,38 @@
+"""Run configuration: frozen dataclasses, units in comments. A RunConfig is written to config.json for every
+run and names it (records.run_id); build one with benchmarks.runs.resolve, which fills in the defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the CLI imports this module for --help: no torch at import time
+    from methods.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str                      # a registered method name (canonical, aliases resolved)
+    dataset: str                     # a registered dataset name, e.g. "mnist", "npz:path"
+    arch: str                        # mlp | vgg | resnet18
+    widths: tuple[int, ...]          # starting widths of the growable layers
+    train: TrainConfig               # training budget and optimizer (methods.train)
+    seed: int = 0
+    options: dict = field(default_factory=dict)   # method options, typed (methods.registry.parse_options)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Where and how to run; not part of a run's identity (the same run on CPU or GPU is one run)."""
+
+    out: str = "results/runs"        # folder that holds one sub-folder per run
+    device: str = "auto"             # auto | cpu | cuda[:i]
+    data_dir: str | None = None      # else $GROWBENCH_DATA_DIR, else <repo>/data
+    download: bool = True            # let torchvision download missing datasets
+    wandb: str = "offline"           # offline | online | disabled
+    wandb_project: str = "growbench"
+    wandb_entity: str | None = None
+    force: bool = False              # redo a finished run (the old folder is kept, renamed)

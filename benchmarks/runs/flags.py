@@ -1,0 +1,76 @@
+"""`run`'s command-line flags, shared by the CLI (`python -m benchmarks run`) and by sweeps, whose presets are
+written in these flags: flags -> benchmarks.runs.resolve -> RunConfig, the same path for both."""
+
+import argparse
+
+from benchmarks.errors import UserError
+from benchmarks.runs.config import RunConfig, RunnerConfig
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message and exits 2; we want one line
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """What one run is: method, dataset, network, training, seed, method options (RunConfig)."""
+    run.add_argument("--method", default="ours", help="method name (python -m benchmarks list)")
+    run.add_argument("--dataset", help="mnist (default) | cifar10 | cifar100 | npz:PATH | synthetic")
+    run.add_argument("--arch", help="mlp | vgg | resnet18 (default: the dataset's recipe, from its image shape)")
+    run.add_argument("--widths", help="starting widths, e.g. 128,64, or a fraction of the standard widths, e.g. 1/4")
+    run.add_argument("--epochs", type=positive_int)
+    run.add_argument("--batch-size", type=positive_int)
+    run.add_argument("--lr", type=float)
+    run.add_argument("--train-subset", type=positive_int, help="train on this many samples only")
+    run.add_argument("--train-eval-samples", type=positive_int,
+                     help="measure train accuracy on this many training samples each epoch (default 10000)")
+    run.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                     help="random-crop + flip (default: on for 32x32 colour images)")
+    run.add_argument("--from-run", metavar="RUN_ID",
+                     help="fs: train the final widths of this finished run (a folder of --out) from scratch")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                     help="method option, repeatable, e.g. -o growth_steps=8 (python -m benchmarks list --method M)")
+    run.add_argument("--out", default=RunnerConfig.out, help="folder of run records")
+
+
+def parse_options(items: list[str]) -> dict:
+    """['k=v', ...] -> {k: 'v'}: text, typed by the method's option types (methods/options.py)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"bad --option '{item}'; use KEY=VALUE")
+        options[key.strip()] = value
+    return options
+
+
+def config_from_args(args) -> RunConfig:
+    """The RunConfig of parsed `run` flags (benchmarks.runs.resolve fills in the rest)."""
+    from benchmarks.runs.resolve import resolve
+
+    options = parse_options(args.option)
+    if args.from_run is not None:
+        if args.method not in ("fs",):
+            raise UserError("--from-run is an option of --method fs")
+        options["from_run"] = args.from_run
+    train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "augment": args.augment,
+             "train_subset": args.train_subset, "train_eval_samples": args.train_eval_samples}
+    return resolve(args.method, args.dataset, args.arch, args.widths, args.seed, options, args.out, **train)
+
+
+def run_config(flags, out: str) -> RunConfig:
+    """The RunConfig `python -m benchmarks run FLAGS --out OUT` would run (OUT matters to fs --from-run)."""
+    parser = Parser(prog="python -m benchmarks run")
+    add_run_arguments(parser)
+    return config_from_args(parser.parse_args([*flags, "--out", out]))

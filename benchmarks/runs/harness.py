@@ -1,0 +1,115 @@
+"""Run one configuration end to end: data, method, metrics, record. Everything a run produces goes
+through here, so every method is measured the same way."""
+
+import json
+import platform
+import subprocess
+import traceback
+
+import torch
+
+from benchmarks import ROOT
+from benchmarks.errors import UserError
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.records import RunDir, read_json, write_json_atomic
+from benchmarks.runs.schema import SCHEMA_VERSION
+from benchmarks.runs.timing import Clock
+from benchmarks.runs.tracking import Tracker
+from datasets import load_dataset
+from methods import make_method
+from methods.interface import Task
+from methods.nets import NetSpec
+from methods.nets.cost import count_macs, count_params
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"bad --device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, RunDir, bool]:
+    """Returns (summary, run folder, whether it was skipped because it had finished before)."""
+    runner = runner or RunnerConfig()
+    record = RunDir(runner.out, config.to_dict())
+    if record.finished() and not runner.force:
+        return read_json(record.summary_path), record, True
+    device = resolve_device(runner.device)
+    method = make_method(config.method, **config.options)   # bad options fail before any work
+    data = load_dataset(config.dataset, runner.data_dir, device, augment=config.train.augment,
+                        download=runner.download)
+    if config.train.train_subset:
+        data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
+    spec = NetSpec(config.arch, config.widths, data.input_shape, data.num_classes)
+    record.start(force=runner.force)
+    commit = git_commit()   # the code that runs: read now, the checkout may move during a long run
+    clock = Clock(device)
+    tracker = Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity)
+    failed = True
+    try:
+        task = Task(data, spec, config.train, config.seed, device)
+        result = method.run(task, tracker)
+        model = result.model
+        macs = count_macs(model, data.input_shape)
+        wall = clock.total()
+        summary = {
+            "method": config.method, "dataset": config.dataset, "arch": config.arch, "seed": config.seed,
+            "widths": list(model.widths), "start_widths": list(config.widths),
+            "params": count_params(model), "params_nonzero": count_params(model, nonzero=True),
+            "macs": macs, "flops": 2 * macs,
+            "train_flops": result.train_flops + result.growth_flops, "growth_flops": result.growth_flops,
+            "test_accuracy": result.metrics.get("test_accuracy"),
+            "train_accuracy": result.metrics.get("train_accuracy"),
+            "test_loss": result.metrics.get("test_loss"), "train_loss": result.metrics.get("train_loss"),
+            "epochs": config.train.epochs, "n_train": len(data.y_train),
+            "wall_clock_s": wall, "cpu_s": clock.cpu_total(),
+            **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
+            "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
+            "git_commit": commit, "run_id": record.id, "status": "finished", "schema_version": SCHEMA_VERSION,
+            **result.extra,
+        }
+        tracker.finish(summary)
+        failed = False
+        return summary, record, False
+    except BaseException as e:
+        # Keep the reason next to the partial history; no summary.json, so the run is redone next time.
+        write_json_atomic(record.path / "failed.json", {"error": f"{type(e).__name__}: {e}",
+                                                        "traceback": traceback.format_exc()})
+        raise
+    finally:
+        tracker.close(failed)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def format_summary(summary: dict) -> str:
+    """The one-screen summary printed at the end of `run`."""
+    rows = [("method", summary["method"]), ("dataset", summary["dataset"]), ("arch", summary["arch"]),
+            ("widths", json.dumps(summary["widths"])), ("params", f"{summary['params']:,}"),
+            ("inference MACs", f"{summary['macs']:,} per sample (FLOPs = 2 x MACs)"),
+            ("training FLOPs", f"{summary['train_flops']:.3e} (growth {summary['growth_flops']:.3e})"),
+            ("test accuracy", f"{summary['test_accuracy']:.4f}"),
+            ("train accuracy", f"{summary['train_accuracy']:.4f}"),
+            ("wall-clock", f"{summary['wall_clock_s']:.1f} s (train {summary['train_s']:.1f}, "
+                           f"growth {summary['growth_s']:.1f}, eval {summary['eval_s']:.1f})"),
+            ("device", summary["device"]), ("run", summary["run_id"])]
+    return "\n".join(f"{k:>15}  {v}" for k, v in rows)
