@@ -5,6 +5,7 @@ well under a second. Bad input is one line on stderr and exit code 2, whichever 
 """
 
 import argparse
+import os
 import sys
 
 from benchmarks.errors import user_errors
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the run has no summary.json and will be redone next time", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader went away (`list | head`): not an error; no second one at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:
         if not isinstance(e, user_errors()):
             raise
