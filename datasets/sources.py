@@ -44,17 +44,7 @@ def load_mnist(req: LoadRequest) -> Data:
             "delete the uncompressed ones to extract them again from the .gz files"
         ) from e
 
-    def images(split) -> torch.Tensor:  # uint8 (N, 28, 28) -> normalised (N, 1, 28, 28)
-        return normalise(images_to_nchw(split.data, req.device) / 255, MNIST_MEAN, MNIST_STD)
-
-    return Data(
-        req.name,
-        images(train),
-        labels(train.targets, req.device),
-        images(test),
-        labels(test.targets, req.device),
-        num_classes=10,
-    )
+    return _to_data(req, train, test, MNIST_MEAN, MNIST_STD, num_classes=10)
 
 
 def load_cifar10(req: LoadRequest) -> Data:
@@ -84,17 +74,17 @@ def _load_cifar(req: LoadRequest, cls: type, num_classes: int, mean: tuple, std:
             f"delete {folder} to download it again, or {POINT_AT_COPY}"
         ) from e
 
-    def images(split) -> torch.Tensor:  # uint8 (N, 32, 32, 3) -> normalised (N, 3, 32, 32)
+    return _to_data(req, train, test, mean, std, num_classes)
+
+
+def _to_data(req: LoadRequest, train, test, mean: tuple, std: tuple, num_classes: int) -> Data:
+    """torchvision's splits (uint8 images (N, H, W[, C]), integer targets) as normalised tensors on the device."""
+
+    def images(split) -> torch.Tensor:   # uint8 (N, H, W[, C]) -> normalised float32 (N, C, H, W)
         return normalise(images_to_nchw(split.data, req.device) / 255, mean, std)
 
-    return Data(
-        req.name,
-        images(train),
-        labels(train.targets, req.device),
-        images(test),
-        labels(test.targets, req.device),
-        num_classes=num_classes,
-    )
+    return Data(req.name, images(train), labels(train.targets, req.device), images(test),
+                labels(test.targets, req.device), num_classes=num_classes)
 
 
 def _gunzip_missing(raw: Path) -> None:

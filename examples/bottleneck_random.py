@@ -14,8 +14,8 @@ import torch
 
 from methods import register
 from methods.growth.config import GrowthConfig
+from methods.growth.method import GrowthMethod
 from methods.growth.scale import at_mean_norm
-from methods.growth.schedule import GrowthRun
 from methods.growth.step import Proposal
 from methods.growth.tiny_solve import best_move
 from methods.options import opt
@@ -40,12 +40,7 @@ class BottleneckRandomChooser:
 
 
 @register("bottleneck-random")
-class BottleneckRandom:
+class BottleneckRandom(GrowthMethod):
     Config = BottleneckRandomConfig
+    Chooser = BottleneckRandomChooser
     DEFAULTS = {"mlp": {"widths": (1, 1), "options": {"target": "16,16", "growth_steps": 4}}}   # without flags
-
-    def __init__(self, cfg: BottleneckRandomConfig):
-        self.cfg = cfg
-
-    def run(self, task, tracker):
-        return GrowthRun(task, tracker, BottleneckRandomChooser(self.cfg), self.cfg).run()

@@ -38,15 +38,15 @@ import torch
 
 from methods.growth.config import GrowthConfig
 from methods.growth.layout import from_m2_space, to_m2_space
+from methods.growth.method import GrowthMethod
 from methods.growth.scale import at_mean_norm
-from methods.growth.schedule import GrowthRun
 from methods.growth.stats import PairStats
 from methods.growth.step import Proposal
 from methods.interface import Result, Task
 from methods.nets import GrowablePair
 from methods.options import opt
 from methods.registry import register
-from methods.tiny import Tiny
+from methods.tracker import Tracker
 
 RANK_EPS = 1e-6   # singular values below this fraction of the largest count as zero
 
@@ -98,17 +98,13 @@ class GradMaxChooser:
 
 
 @register("gradmax")
-class GradMax:
-    DEFAULTS = Tiny.DEFAULTS   # same starting widths and epochs as TINY
+class GradMax(GrowthMethod):
     Config = GradMaxConfig
+    Chooser = GradMaxChooser
 
-    def __init__(self, cfg: GradMaxConfig):
-        self.cfg = cfg
-
-    def run(self, task: Task, tracker) -> Result:
+    def run(self, task: Task, tracker: Tracker) -> Result:
         # relu -> relu1: same values, σ'(0) = 1 so that zero fan-in units learn (module docstring).
         activation = "relu1" if task.spec.activation == "relu" else task.spec.activation
-        task = replace(task, spec=replace(task.spec, activation=activation))
-        result = GrowthRun(task, tracker, GradMaxChooser(self.cfg), self.cfg).run()
+        result = super().run(replace(task, spec=replace(task.spec, activation=activation)), tracker)
         result.extra["activation"] = activation
         return result

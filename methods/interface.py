@@ -1,8 +1,9 @@
 """The contract between the harness and a method: a Task in, a Result out.
 
-A method is built by a factory from its options (`make_method(name, **options)`) and runs with
-`method.run(task, tracker)`. It trains with the shared Trainer, reports events through the tracker,
-and times growth work under `tracker.clock.section("growth")`.
+A method is built by a factory from its typed options (`make_method(name, **options)`,
+methods/registry.py) and runs with `method.run(task, tracker)`. It trains with the shared Trainer
+(methods/train.py), reports events through the tracker, and times growth work under
+`tracker.clock.section("growth")`.
 """
 
 from dataclasses import dataclass, field
@@ -13,11 +14,14 @@ from torch import nn
 
 from datasets import Data
 from methods.nets import NetSpec
+from methods.tracker import Tracker
 from methods.train import TrainConfig
 
 
 @dataclass(frozen=True)
 class Task:
+    """What a method is asked to do: train a network of `spec` on `data` within `train`'s budget."""
+
     data: Data                # tensors on `device`
     spec: NetSpec             # the starting network
     train: TrainConfig        # training budget and optimizer
@@ -27,6 +31,8 @@ class Task:
 
 @dataclass
 class Result:
+    """What a method hands back; the harness measures `model` and writes the summary."""
+
     model: nn.Module                  # the final network
     train_flops: float                # FLOPs spent training (3 x forward x samples, summed per step)
     growth_flops: float = 0.0         # FLOPs spent by growth itself (statistics, solves, line search)
@@ -35,4 +41,5 @@ class Result:
 
 
 class Method(Protocol):
-    def run(self, task: Task, tracker) -> Result: ...
+    def run(self, task: Task, tracker: Tracker) -> Result:
+        """Train (and grow, prune...) for the task, logging through the tracker; return the final network."""

@@ -18,15 +18,15 @@ from typing import Literal
 import torch
 
 from methods.growth.config import GrowthConfig
+from methods.growth.method import GrowthMethod
 from methods.growth.scale import at_mean_norm
-from methods.growth.schedule import GrowthRun
 from methods.growth.stats import PairStats
 from methods.growth.step import Proposal
 from methods.interface import Result, Task
 from methods.nets import GrowablePair
 from methods.options import opt
 from methods.registry import register
-from methods.tiny import Tiny
+from methods.tracker import Tracker
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,11 @@ class RandomChooser:
 
 
 @register("random")
-class RandomGrowth:
-    DEFAULTS = Tiny.DEFAULTS   # same starting widths and epochs as TINY
+class RandomGrowth(GrowthMethod):
     Config = RandomConfig
+    Chooser = RandomChooser
 
-    def __init__(self, cfg: RandomConfig):
-        self.cfg = cfg
-
-    def run(self, task: Task, tracker) -> Result:
-        result = GrowthRun(task, tracker, RandomChooser(self.cfg), self.cfg).run()
+    def run(self, task: Task, tracker: Tracker) -> Result:
+        result = super().run(task, tracker)
         result.extra["variant"] = self.cfg.variant
         return result

@@ -24,12 +24,11 @@ from torch import nn
 from methods.growth import line_search
 from methods.growth.config import GrowthConfig
 from methods.growth.layout import from_m2_space
+from methods.growth.method import GrowthMethod
 from methods.growth.normalise import NORM_SAMPLES, better_sign, normalised
-from methods.growth.schedule import GrowthRun
 from methods.growth.stats import PairStats
 from methods.growth.step import Proposal
 from methods.growth.tiny_solve import SLOPE_AT_ZERO, solve, whitener
-from methods.interface import Result, Task
 from methods.nets import GrowablePair
 from methods.options import opt
 from methods.registry import register
@@ -130,18 +129,6 @@ class TinyChooser:
 
 
 @register("tiny", "ours")
-class Tiny:
-    # What `python -m benchmarks run --method ours` uses when the user gives no flag, per arch. MLP: from
-    # 1,1 to its default widths 128,128 in 24 growth steps a quarter epoch apart (the last hidden layer
-    # gains at most 9 units a step: the rank of a 10-class softmax gradient), 20 epochs. ResNet-18: from
-    # 1/64 of its standard widths to the standard widths in the authors' 21 growth steps (t = 0.25 epoch);
-    # the training settings are the dataset's recipe.
-    DEFAULTS = {"mlp": {"widths": (1, 1), "epochs": 20, "options": {"growth_steps": 24}},
-                "resnet18": {"widths": (1, 1, 2, 2, 4, 4, 8, 8), "options": {"target": "standard", "growth_steps": 21}}}
+class Tiny(GrowthMethod):
     Config = TinyConfig
-
-    def __init__(self, cfg: TinyConfig):
-        self.cfg = cfg
-
-    def run(self, task: Task, tracker) -> Result:
-        return GrowthRun(task, tracker, TinyChooser(self.cfg), self.cfg).run()
+    Chooser = TinyChooser

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from datasets import Data
 from methods.errors import ConfigError, TrainingDiverged
 from methods.nets.cost import TRAIN_FLOPS_PER_FORWARD, count_macs
+from methods.tracker import Tracker
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,12 @@ class TrainConfig:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig, seed: int, tracker, epochs: int | None = None):
+    """Trains `model` on `data` as `cfg` says, counting training FLOPs step by step at the current widths and
+    logging an evaluation per epoch. A growth method calls `train_epoch(every, hook)` to stop every `every`
+    steps and grow, and `restart` to begin its post-growth phase with a new optimizer and LR schedule."""
+
+    def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig, seed: int, tracker: Tracker,
+                 epochs: int | None = None):
         self.model, self.data, self.cfg, self.tracker = model, data, cfg, tracker
         self.epochs = cfg.epochs if epochs is None else epochs   # length of the LR schedule
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)

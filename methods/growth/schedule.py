@@ -33,6 +33,7 @@ from methods.nets import GrowablePair, NetSpec, build_network, parse_widths
 from methods.nets.cost import count_macs
 from methods.nets.growable import batch_norms
 from methods.nets.registry import DEFAULT_WIDTHS, STANDARD_WIDTHS
+from methods.tracker import Tracker
 from methods.train import Trainer
 
 
@@ -95,7 +96,10 @@ def units_now(target: int, width: int, steps_left: int) -> int:
 
 
 class GrowthRun:
-    def __init__(self, task: Task, tracker, chooser: Chooser, cfg: GrowthConfig):
+    """One growth run on the shared schedule (module docstring): the network of task.spec grown to its target
+    widths by `chooser`'s units, then trained at the final widths. `run()` returns the Result."""
+
+    def __init__(self, task: Task, tracker: Tracker, chooser: Chooser, cfg: GrowthConfig):
         self.task, self.tracker, self.chooser, self.cfg = task, tracker, chooser, cfg
         torch.manual_seed(task.seed)
         self.model = build_network(task.spec).to(task.device)
