@@ -10,7 +10,7 @@ import sys
 
 from benchmarks.errors import user_errors
 from benchmarks.runs.config import RunnerConfig
-from benchmarks.runs.flags import Parser, add_run_arguments, positive_int
+from benchmarks.runs.flags import Parser, add_run_arguments, int_ranges, positive_int
 from benchmarks.sweeps.presets import PRESETS
 
 
@@ -79,16 +79,13 @@ def add_report_parser(sub) -> None:
 
 def claim_ids(text: str) -> list[int]:
     """'1,5' or '2-4' -> claim numbers in 1..8."""
-    ids = []
     try:
-        for part in text.split(","):
-            lo, sep, hi = part.strip().partition("-")
-            ids += range(int(lo), int(hi) + 1) if sep else [int(lo)]
+        ids = int_ranges(text, 8)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected claim numbers like 1,5 or 2-4, got '{text}'") from None
     if not ids or not all(1 <= i <= 8 for i in ids):
         raise argparse.ArgumentTypeError(f"claims are numbered 1 to 8, got '{text}'")
-    return list(dict.fromkeys(ids))
+    return list(ids)
 
 
 def add_study_parsers(sub) -> None:

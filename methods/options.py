@@ -97,8 +97,11 @@ def convert(tp, value):
 
 
 class Checked:
-    """Base of option dataclasses: on construction every field is checked against its type (and converted:
-    text by its type, an int given for a float to float), from the command line or from Python alike."""
+    """Base of option and settings dataclasses: on construction every field is checked against its type (and
+    converted: text by its type, an int given for a float to float), from the command line or from Python
+    alike. `what` names the fields in messages ("option", "training setting")."""
+
+    what = "option"
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -107,7 +110,7 @@ class Checked:
             try:
                 object.__setattr__(self, f.name, convert(hints[f.name], value))
             except ValueError as e:
-                raise ValueError(f"option {f.name}={value!r} {e}") from None
+                raise ValueError(f"{self.what} {f.name}={value!r} {e}") from None
 
 
 def parse(config: type | None, options: dict, method: str) -> dict:
@@ -122,10 +125,18 @@ def parse(config: type | None, options: dict, method: str) -> dict:
     out = {}
     for name, value in options.items():
         try:
-            out[name] = convert(hints[name], value)
+            out[name] = recorded(convert(hints[name], value))
         except ValueError as e:
             raise ConfigError(f"method '{method}': option {name}={value!r} {e}") from None
     return out
+
+
+def recorded(value):
+    """How a run's config.json records an option: a whole-number float as an integer, so that
+    `grow_every=1`, `grow_every=1.0` and Python's 1 give one run id (the dataclass still gets a float)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def build(config: type, options: dict, method: str):

@@ -73,7 +73,7 @@ def global_magnitude_masks(weights: list[torch.Tensor], sparsity: float) -> list
 @torch.no_grad()
 def effective_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """MACs of one sample counting only non-zero weights: Σ over Linear/Conv2d of nnz(weight) × output
-    positions. Equals benchmarks.metrics.count_macs for a dense network."""
+    positions. Equals methods.nets.cost.count_macs for a dense network."""
     layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     positions = {}
     handles = [m.register_forward_hook(lambda m, a, out: positions.__setitem__(m, out[0, 0].numel()))

@@ -25,12 +25,20 @@ BUILTIN = ("methods.fixed", "methods.fs", "methods.tiny", "methods.gradmax", "me
 
 _METHODS: dict[str, type] = {}   # canonical name -> factory
 _ALIASES: dict[str, str] = {}    # alias -> canonical name
-_loaded = False
+_state = "unloaded"   # -> "loading" (built-ins and plugins being imported) -> "loaded"
 
 
 def register(name: str, *aliases: str):
-    """Class decorator (or one call, `register("mine")(Mine)`): `name` and its aliases run this factory."""
+    """Class decorator (or one call, `register("mine")(Mine)`): `name` and its aliases run this factory.
+    A name already taken by another factory is refused (ConfigError), built-in or not."""
     def deco(factory):
+        if _state == "unloaded":
+            _load()   # the built-ins first, so that a taken name is refused now, not overwritten later
+        for n in (name, *aliases):
+            taken = _METHODS.get(_ALIASES.get(n, n))
+            if taken is not None and taken is not factory:
+                raise ConfigError(f"method name '{n}' is taken by {taken.__module__}.{taken.__qualname__}; "
+                                  "register under another name")
         _METHODS[name] = factory
         _ALIASES.update({a: name for a in aliases})
         return factory
@@ -38,20 +46,27 @@ def register(name: str, *aliases: str):
 
 
 def _load() -> None:
-    """Import the built-in methods and the entry-point plugins, once."""
-    global _loaded
-    if _loaded:
+    """Import the built-in methods and the entry-point plugins, once (again after a plugin failed, so that
+    every lookup reports the failure, not a registry missing the plugins after it)."""
+    global _state
+    if _state != "unloaded":
         return
-    _loaded = True
-    for module in BUILTIN:
-        importlib.import_module(module)
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
-        try:
-            factory = ep.load()
-        except Exception as e:
-            raise ConfigError(f"method plugin '{ep.name}' ({ep.value}) failed to load: {type(e).__name__}: {e}") from e
-        if ep.name not in _METHODS:
-            register(ep.name)(factory)
+    _state = "loading"
+    try:
+        for module in BUILTIN:
+            importlib.import_module(module)
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
+            try:
+                factory = ep.load()
+                if _METHODS.get(ep.name) is not factory:   # a plugin module may register itself on import
+                    register(ep.name)(factory)
+            except Exception as e:
+                raise ConfigError(f"method plugin '{ep.name}' ({ep.value}) failed to load: "
+                                  f"{type(e).__name__}: {e}") from e
+    except BaseException:
+        _state = "unloaded"
+        raise
+    _state = "loaded"
 
 
 def registered() -> dict[str, type]:
@@ -96,7 +111,7 @@ def parse_options(name: str, options: dict) -> dict:
     config = config_class(name)
     if config is None:
         return opts.parse(None, options, name)
-    return {k: v for k, v in vars(opts.build(config, options, name)).items() if k in options}
+    return {k: opts.recorded(v) for k, v in vars(opts.build(config, options, name)).items() if k in options}
 
 
 def method_defaults(name: str, arch: str) -> dict:

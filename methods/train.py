@@ -14,11 +14,15 @@ from tqdm import tqdm
 from datasets import Data
 from methods.errors import ConfigError, TrainingDiverged
 from methods.nets.cost import TRAIN_FLOPS_PER_FORWARD, count_macs
+from methods.options import Checked
 from methods.tracker import Tracker
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Checked):
+    """Training settings, typed like method options: Python's lr=1 is the CLI's --lr 1 (1.0), augment="no"
+    is False, epochs=2.5 is refused."""
+
     epochs: int = 3                  # passes over the training set
     batch_size: int = 128            # samples per optimizer step
     optimizer: str = "sgd"           # timm.optim.create_optimizer_v2 name
@@ -32,7 +36,13 @@ class TrainConfig:
     train_eval_samples: int = 10000  # train accuracy is measured on this many training samples (seeded)
     train_subset: int = 0            # >0: train on this many samples (seeded choice) instead of all
 
+    what = "training setting"
+
     def __post_init__(self):
+        try:
+            super().__post_init__()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         ok = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
               "eval_batch_size": self.eval_batch_size >= 1, "lr": 0 < self.lr < math.inf,
               "momentum": 0 <= self.momentum < 1, "weight_decay": 0 <= self.weight_decay < math.inf,

@@ -240,6 +240,8 @@ BAD_INPUTS = [  # name, `run` options (None: leave the option out), extra flags,
 TOP_LEVEL = [  # errors of the top-level parser: (name, argv, what the message must name)
     case("no-command", [], "python -m benchmarks --help"),
     case("unknown-command", ["frobnicate"], "python -m benchmarks --help"),
+    case("claims-huge-range", ["claims", "--only", "1-99999999999"], "claim numbers like 1,5 or 2-4"),
+    case("claims-out-of-range", ["claims", "--only", "0,9"], "claims are numbered 1 to 8"),
 ]
 
 
@@ -460,7 +462,7 @@ def test_force_twice_in_one_second_keeps_both(tmp_path, monkeypatch):
     from benchmarks.runs.harness import run
 
     monkeypatch.setattr(records.time, "strftime", lambda fmt, *args: "20250101T000000")  # "the same second"
-    config = RunConfig("fixed", "synthetic", "mlp", (4,), TrainConfig(epochs=1), 0)
+    config = RunConfig("fixed", "synthetic", "mlp", (4,), train=TrainConfig(epochs=1), seed=0)
     forced = RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled", force=True)
     run(config, RunnerConfig(out=str(tmp_path), device="cpu", wandb="disabled"))
     run(config, forced)

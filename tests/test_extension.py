@@ -62,3 +62,27 @@ def test_one_call_registers_a_method_for_python_callers(tmp_path, monkeypatch):
         assert summary["method"] == NAME and summary["widths"] == [16, 16]
     finally:
         registry._METHODS.pop(NAME, None)   # the other tests see the registry as it was
+
+
+def test_a_taken_name_is_refused():
+    from methods import registry
+    from methods.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method name 'tiny' is taken by methods.tiny.Tiny"):
+        registry.register("tiny")(object)
+    with pytest.raises(ConfigError, match="method name 'ours' is taken"):
+        registry.register("fresh-name", "ours")(object)
+    assert "fresh-name" not in registry.registered() and registry.canonical_name("ours") == "tiny"
+
+
+def test_a_plugin_that_fails_to_load_is_one_line_and_exit_2(tmp_path):
+    site = tmp_path / "site"
+    info = site / "broken-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[growbench.methods]\nbroken = no_such_module:Method\n")
+    env = dict(os.environ) | {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "list"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "method plugin 'broken' (no_such_module:Method) failed to load: ModuleNotFoundError" in proc.stderr

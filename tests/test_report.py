@@ -27,7 +27,8 @@ def make_run(runs: Path, method, seed, accuracy=None, flops=100.0, widths=(8,), 
              **options) -> str:
     """A run folder as the harness leaves it: finished (accuracy given; `summary`: more entries), failed, or
     unfinished (neither)."""
-    config = RunConfig(method, "npz:/data/digits.npz", "mlp", widths, TrainConfig(epochs=2), seed, options)
+    config = RunConfig(method, "npz:/data/digits.npz", "mlp", widths, train=TrainConfig(epochs=2), seed=seed,
+                       options=options)
     folder = runs / run_id(config.to_dict())
     folder.mkdir(parents=True)
     write_json_atomic(folder / "config.json", config.to_dict())
@@ -178,7 +179,7 @@ def test_pareto_figure(table):
     steps = {tuple(line.get_xdata()) for line in axes[0].get_lines() if len(line.get_xdata()) > 0}
     assert {(100.0, 400.0), (90.0, 380.0), (380.0,)} <= steps
     legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
-    assert legend == ["tiny", "fs", "fixed"]   # TINY first, then the fixed order of benchmarks/plots.py
+    assert legend == ["tiny", "fs", "fixed"]   # TINY first, then the fixed order of benchmarks/reports/plots.py
 
 
 @pytest.fixture(scope="module")

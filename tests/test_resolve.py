@@ -14,6 +14,7 @@ import benchmarks
 from benchmarks.cli import main
 from benchmarks.runs import run
 from benchmarks.runs.flags import run_config
+from benchmarks.runs.records import run_id
 from benchmarks.runs.resolve import resolve
 from datasets import default_recipe, input_shape
 from methods import make_method, option_specs, parse_options
@@ -36,7 +37,20 @@ def npz(path: Path, shape: tuple, n: int = 64, classes: int = 4) -> str:
 @pytest.mark.parametrize("method,dataset", [("ours", "mnist"), ("tiny", "synthetic-image"), ("fixed", "mnist"),
                                             ("gradmax", "synthetic"), ("prune", "synthetic-image")])
 def test_python_and_the_command_line_resolve_the_same_config(tmp_path, method, dataset):
-    assert resolve(method, dataset) == run_config(["--method", method, "--dataset", dataset], "results/runs")
+    python, cli = resolve(method, dataset), run_config(["--method", method, "--dataset", dataset], "results/runs")
+    assert python == cli and run_id(python.to_dict()) == run_id(cli.to_dict())
+
+
+def test_whole_numbers_give_one_run_id_from_python_and_the_command_line():
+    # 1 == 1.0 in Python, but not in config.json: the run id is the record's key.
+    python = resolve("tiny", "synthetic", lr=1, augment="no", options={"grow_every": 1, "significance": 1.0})
+    cli = run_config(["--method", "tiny", "--dataset", "synthetic", "--lr", "1", "-o", "grow_every=1.0",
+                      "-o", "significance=1"], "results/runs")
+    assert json.dumps(python.to_dict(), sort_keys=True) == json.dumps(cli.to_dict(), sort_keys=True)
+    assert python.options == {"growth_steps": 24, "grow_every": 1, "significance": 1}   # as presets record them
+    assert python.train.lr == 1.0 and python.train.augment is False
+    with pytest.raises(ConfigError, match="training setting epochs=2.5 expects int"):
+        resolve("fixed", "synthetic", epochs=2.5)
 
 
 def test_the_defaults_are_the_recipe_then_the_method_then_the_caller():

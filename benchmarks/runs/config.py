@@ -3,7 +3,7 @@ run and names it (records.run_id); build one with benchmarks.runs.resolve, which
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # the CLI imports this module for --help: no torch at import time
@@ -16,6 +16,7 @@ class RunConfig:
     dataset: str                     # a registered dataset name, e.g. "mnist", "npz:path"
     arch: str                        # mlp | vgg | resnet18
     widths: tuple[int, ...]          # starting widths of the growable layers
+    _: KW_ONLY                       # the rest by name: a seed in train's place fails loudly
     train: TrainConfig               # training budget and optimizer (methods.train)
     seed: int = 0
     options: dict = field(default_factory=dict)   # method options, typed (methods.registry.parse_options)

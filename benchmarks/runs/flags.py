@@ -22,6 +22,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_ranges(text: str, at_most: int) -> tuple[int, ...]:
+    """'0-4' -> 0..4, '0,3,7', '0-2,9': the integers named, in order, once each. ValueError if malformed
+    or if it names more than `at_most` integers (checked before any list is built: '0-99999999999' is a
+    typo, not a request for memory)."""
+    out = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        lo, hi = int(lo), int(hi) if sep else int(lo)
+        if hi - lo >= at_most or len(out) > at_most:
+            raise ValueError(f"more than {at_most} integers")
+        out += range(lo, hi + 1)
+    return tuple(dict.fromkeys(out))
+
+
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """What one run is: method, dataset, network, training, seed, method options (RunConfig)."""
     run.add_argument("--method", default="ours", help="method name (python -m benchmarks list)")
@@ -58,10 +72,11 @@ def parse_options(items: list[str]) -> dict:
 def config_from_args(args) -> RunConfig:
     """The RunConfig of parsed `run` flags (benchmarks.runs.resolve fills in the rest)."""
     from benchmarks.runs.resolve import resolve
+    from methods import canonical_name
 
     options = parse_options(args.option)
     if args.from_run is not None:
-        if args.method not in ("fs",):
+        if canonical_name(args.method) != "fs":   # an alias of fs counts as fs
             raise UserError("--from-run is an option of --method fs")
         options["from_run"] = args.from_run
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "augment": args.augment,

@@ -98,7 +98,8 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
 
 
 def format_summary(summary: dict) -> str:

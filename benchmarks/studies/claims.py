@@ -120,7 +120,7 @@ def pareto_preset():
 
 
 def pareto(out: str, seed: int = 0) -> Claim:
-    """Claim 4: hypervolume of test accuracy against inference FLOPs (benchmarks/report.py), settings'
+    """Claim 4: hypervolume of test accuracy against inference FLOPs (benchmarks/reports/pareto.py), settings'
     means over 2 seeds, TINY against GradMax, random growth and structured pruning."""
     preset, folder = pareto_preset(), str(Path(out) / "pareto")   # its own folder: only these runs count
     for s in (seed, seed + 1):
@@ -148,7 +148,7 @@ def time_split(out: str, seed: int = 0) -> Claim:
 
 
 def runtime(out: str, seed: int = 0) -> Claim:
-    """Claim 7: benchmarks/perf.py part (c), TINY against `fixed` at its final widths, same epochs. On
+    """Claim 7: benchmarks/studies/perf.py part (c), TINY against `fixed` at its final widths, same epochs. On
     CPU time: on a shared machine wall-clock also counts the other processes (one thread in tests)."""
     from benchmarks.studies.perf import run_case
 

@@ -1,4 +1,4 @@
-"""Claims 5 and 8 of `python -m benchmarks claims` (benchmarks/claims.py): what the statistics of one
+"""Claims 5 and 8 of `python -m benchmarks claims` (benchmarks/studies/claims.py): what the statistics of one
 network say, measured on MNIST MLPs, no whole run.
 
 5. "There always exists a neuron to add that can improve the loss": for every growable pair whose

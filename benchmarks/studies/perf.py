@@ -6,13 +6,13 @@
     plus the forward and activation-gradient backward passes (2 x 2 x MACs per sample). Their rate is
     compared with torch.mm timed here on exactly the products collect ran (left.T @ right, same dtype;
     a weight-gradient convolution as the product it computes, the shift Gram's C×C products as they are).
-(b) step: one growth step, ours against gromo's on the same network and batches (benchmarks/perf_gromo.py):
+(b) step: one growth step, ours against gromo's on the same network and batches (benchmarks/studies/perf_gromo.py):
     ResNet-18 at 1/64 width, 256 images, the 8 blocks as candidates, K = 16 neurons each. Ours = collect
     + TinyChooser.propose per pair; gromo = its statistics + compute_optimal_updates per block. The top
     singular values λ of the two must agree (float32 statistics: 1e-3 of each block's λ_1).
 (c) run: a whole `run --method ours` on MNIST with its defaults against `fixed` at the widths it ended
     with, for the same epochs (one run each, records in a temporary folder, wandb disabled); wall-clock
-    and CPU-time ratios (benchmarks/claims.py reuses it for the talk's "reasonable runtime").
+    and CPU-time ratios (benchmarks/studies/claims.py reuses it for the talk's "reasonable runtime").
 (d) device: on a GPU everything runs there, CUDA-synchronised, with the precision settings recorded.
 
 Times are medians over --repeats calls after one warm-up call on the first WARMUP samples. The load
@@ -223,7 +223,8 @@ def measure(repeats: int, quick: bool) -> dict:
 
 def format_result(r: dict) -> str:
     load = lambda part: "load average {:.2f} -> {:.2f}".format(*r["load"][part])
-    lines = [f"device: {r['device']}, {r['threads']} threads, torch {r['torch']}, autocast {r['autocast']}",
+    threads = f"{r['threads']} thread{'s' * (r['threads'] != 1)}"
+    lines = [f"device: {r['device']}, {threads}, torch {r['torch']}, autocast {r['autocast']}",
              ("GPU: " + ", ".join(f"{k} {v}" for k, v in r.items() if "tf32" in k or "precision" in k))
              if "cudnn_allow_tf32" in r else "GPU: no GPU (CPU timings only)",
              f"medians of {r['repeats']} repeats after a warm-up{' (--quick)' if r['quick'] else ''}", "",

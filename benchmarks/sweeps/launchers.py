@@ -1,4 +1,4 @@
-"""Where a sweep's runs execute. Each launcher runs a list of RunConfigs through benchmarks.harness.run,
+"""Where a sweep's runs execute. Each launcher runs a list of RunConfigs through benchmarks.runs.harness.run,
 one process per run (a crash, NaN or out-of-memory in one run cannot take the sweep down), and reports
 each run's Outcome to `done` as it ends.
 

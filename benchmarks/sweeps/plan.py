@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from benchmarks import ROOT
 from benchmarks.errors import UserError
 from benchmarks.runs.config import RunConfig
-from benchmarks.runs.flags import run_config
+from benchmarks.runs.flags import int_ranges, run_config
 from benchmarks.sweeps.presets import PRESETS
 from datasets import dataset_names
 from datasets.npz import PREFIX
@@ -26,22 +26,9 @@ class Plan:
     description: str = ""
 
 
-def int_ranges(text: str) -> tuple[int, ...]:
-    """'0-4' -> 0..4, '0,3,7', '0-2,9': the integers named, in order, once each. ValueError if malformed
-    or if it names more than MAX_SEEDS integers."""
-    out = []
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        lo, hi = int(lo), int(hi) if sep else int(lo)
-        if hi - lo >= MAX_SEEDS or len(out) > MAX_SEEDS:
-            raise ValueError(f"more than {MAX_SEEDS} integers")
-        out += range(lo, hi + 1)
-    return tuple(dict.fromkeys(out))
-
-
 def parse_seeds(text: str) -> tuple[int, ...]:
     try:
-        seeds = int_ranges(text)
+        seeds = int_ranges(text, MAX_SEEDS)
     except ValueError:
         raise UserError(f"bad --seeds '{text}'; use e.g. 0-4 or 0,1,2 (at most {MAX_SEEDS:,} seeds)") from None
     if not seeds:

@@ -1,4 +1,4 @@
-"""`python -m benchmarks sweep`: every run of a plan (benchmarks/presets.py) through a launcher.
+"""`python -m benchmarks sweep`: every run of a plan (benchmarks/sweeps/presets.py) through a launcher.
 
 Finished runs (summary.json) are skipped, so a killed sweep started again picks up where it stopped and
 never touches a finished record. A failed run leaves failed.json with its error and the others go on.

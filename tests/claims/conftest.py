@@ -1,5 +1,5 @@
 """The claims tests share one records folder, so that claims 2, 3, 6 and 7 look at the same TINY run
-(benchmarks/claims.py reads a finished run back instead of redoing it)."""
+(benchmarks/studies/claims.py reads a finished run back instead of redoing it)."""
 
 import pytest
 

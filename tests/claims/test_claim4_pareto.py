@@ -1,13 +1,13 @@
 """Claim 4: "better Pareto front" (accuracy as a function of complexity at test time).
 
-A CPU-sized ladder (benchmarks/claims.py, pareto_preset): MNIST, 10k training images, 3 epochs; tiny,
+A CPU-sized ladder (benchmarks/studies/claims.py, pareto_preset): MNIST, 10k training images, 3 epochs; tiny,
 gradmax and random grown from 1,1 up to the inference MACs of 8,8 and of 32,32; structured pruning of
 32,32 down to 8,8; 2 seeds. Per method, the hypervolume of its settings' mean test accuracy against
-inference FLOPs (benchmarks/report.py, reference point accuracy 0, 1e10 FLOPs). TINY's must exceed each
+inference FLOPs (benchmarks/reports/pareto.py, reference point accuracy 0, 1e10 FLOPs). TINY's must exceed each
 other method's by HV_MARGIN.
 
 Threshold: per-seed hypervolumes, seeds 0-5 (`OMP_NUM_THREADS=1 python -m benchmarks claims --only 4
---seed S`, S = 0, 2, 4, then benchmarks.report.hypervolumes per seed on the pareto/ run folder): std
+--seed S`, S = 0, 2, 4, then benchmarks.reports.pareto.hypervolumes per seed on the pareto/ run folder): std
 0.19 gradmax, 0.20 random, 0.20 prune. A mean over 2 seeds has std 0.2/√2, a difference of two such
 means 0.2; "better" = a lead of at least 2x that: HV_MARGIN = 0.4.
 

@@ -3,10 +3,10 @@ discussion; MATH.md §2: λ_1 > 0 whenever v_proj has a component correlated wit
 
 On MNIST MLPs 1,1 and 8,8 untrained, 8,8 and 64,64 trained 1 epoch, 3 seeds, every growable pair with
 N = E[b2 v_projᵀ] ≠ 0: TINY's top neuron added on top of the best move ΔW* must lower the loss below
-ΔW* alone at γ² = 1e-3, on the samples the statistics came from (benchmarks/claims_stats.py). The
+ΔW* alone at γ² = 1e-3, on the samples the statistics came from (benchmarks/studies/claims_stats.py). The
 threshold is the claim itself: a decrease (> 0) in every such pair.
 
-Measured on 2 CPU cores (`benchmarks.claims_stats.neuron_exists(seed)`), gain / λ_1²:
+Measured on 2 CPU cores (`benchmarks.studies.claims_stats.neuron_exists(seed)`), gain / λ_1²:
   seeds 0-2: lowered in 21/21 pairs, 0.17 to 0.94; 1 pair with a bottleneck but N = 0
   seeds 3-5: lowered in 23/23 pairs, 0.20 to 2.71; 1 pair with a bottleneck but N = 0
   seeds 6-8: lowered in 21/21 pairs, 0.10 to 0.80; 2 pairs with a bottleneck but N = 0

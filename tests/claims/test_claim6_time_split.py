@@ -4,7 +4,7 @@ matrices with sufficiently many samples: even less negligible".
 The TINY run of claims 2, 3 and 7 (MNIST, 1,1, 10 epochs): its summary's cumulative seconds of the
 statistics passes (stats_s), of the solves (solve_s: every pair's bottleneck, the eigendecompositions
 that whiten S1 and S2, the SVD) and of the line searches. "≫" = at least an order of magnitude:
-statistics >= 10 x solves (benchmarks/claims.py, STATS_OVER_SOLVE).
+statistics >= 10 x solves (benchmarks/studies/claims.py, STATS_OVER_SOLVE).
 
 Measured on 2 CPU cores (other jobs running: the seconds vary, the ratio much less),
 `OMP_NUM_THREADS=1 python -m benchmarks claims --only 2,3,6,7 --seed S`, S = 0-4, statistics / solves /

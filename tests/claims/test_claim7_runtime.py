@@ -1,6 +1,6 @@
 """Claim 7: "Reasonable runtime: similar to a single standard training".
 
-benchmarks/perf.py part (c): TINY from 1,1 on MNIST (60k images, 10 epochs) against `fixed` at its
+benchmarks/studies/perf.py part (c): TINY from 1,1 on MNIST (60k images, 10 epochs) against `fixed` at its
 final widths for the same 10 epochs; TINY's time at most 1.5x (the issue's bound). Measured in CPU time
 (`cpu_s` of the summaries): with one thread it is the run's wall-clock on an idle core, and unlike the
 wall-clock it does not count the other processes of a shared CI machine.

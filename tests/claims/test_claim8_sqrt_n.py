@@ -4,9 +4,9 @@ accuracy ≃ O(1/√N)".
 The bottleneck and the top 3 singular values λ of pair hidden.1 of an MNIST MLP 8,8 (d2 = 9, so N ≫ d2²),
 estimated from N = 256, 1024, 4096, 16384 images drawn with replacement from the 60k training images,
 16 draws each, against the same quantities on all 60k; the log-log slope of the RMS relative error
-against N must be -1/2 within SLOPE_TOL (benchmarks/claims_stats.py).
+against N must be -1/2 within SLOPE_TOL (benchmarks/studies/claims_stats.py).
 
-Measured on 2 CPU cores (`benchmarks.claims_stats.sqrt_n(seed)`), slopes bottleneck / λ:
+Measured on 2 CPU cores (`benchmarks.studies.claims_stats.sqrt_n(seed)`), slopes bottleneck / λ:
   seeds 0-4: -0.52 / -0.58, -0.55 / -0.42, -0.50 / -0.59, -0.58 / -0.49, -0.40 / -0.47
 mean -0.51 / -0.51, std 0.066 / 0.073: SLOPE_TOL = 3 x 0.07 = 0.2. An estimator whose error is a
 constant bias (slope 0) or shrinks like 1/N (slope -1) is 0.5 away.
