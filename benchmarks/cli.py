@@ -10,7 +10,16 @@ import sys
 
 from benchmarks.errors import user_errors
 from benchmarks.runs.config import RunnerConfig
-from benchmarks.runs.flags import Parser, add_run_arguments, int_ranges, positive_int
+from benchmarks.runs.flags import (
+    Parser,
+    add_run_arguments,
+    device_flag,
+    given,
+    int_ranges,
+    path_flag,
+    positive_int,
+    wandb_project,
+)
 from benchmarks.sweeps.presets import PRESETS
 
 
@@ -22,7 +31,7 @@ def build_parser() -> Parser:
     run.add_argument("--force", action="store_true", help="redo a finished run (its old folder is kept aside)")
     add_runner_arguments(run)
     listing = sub.add_parser("list", help="list methods, datasets and architectures; --method M: M's options")
-    listing.add_argument("--method", help="show this method's options: type, default, help")
+    listing.add_argument("--method", type=given, help="show this method's options: type, default, help")
     add_sweep_parser(sub)
     add_report_parser(sub)
     add_study_parsers(sub)
@@ -31,14 +40,15 @@ def build_parser() -> Parser:
 
 def add_wandb_arguments(parser) -> None:
     parser.add_argument("--wandb", default=RunnerConfig.wandb, choices=("offline", "online", "disabled"))
-    parser.add_argument("--wandb-project", default=RunnerConfig.wandb_project)
-    parser.add_argument("--wandb-entity")
+    parser.add_argument("--wandb-project", type=wandb_project, default=RunnerConfig.wandb_project)
+    parser.add_argument("--wandb-entity", type=given)
 
 
 def add_runner_arguments(parser) -> None:
     """Where and how runs execute (RunnerConfig), shared by `run` and `sweep`."""
-    parser.add_argument("--device", default=RunnerConfig.device, help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--data-dir", help="where datasets live (else $GROWBENCH_DATA_DIR, else <repo>/data)")
+    parser.add_argument("--device", type=device_flag, default=RunnerConfig.device, help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--data-dir", type=path_flag,
+                        help="where datasets live (else $GROWBENCH_DATA_DIR, else <repo>/data)")
     parser.add_argument("--no-download", action="store_true", help="never try to download a dataset")
     add_wandb_arguments(parser)
 
@@ -50,20 +60,25 @@ def runner_from_args(args, out: str, force: bool = False) -> RunnerConfig:
 
 
 def names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+    """'a, b' -> ('a', 'b'); naming nothing is refused (an empty list would quietly mean all, or none)."""
+    found = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not found:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got '{text}'")
+    return found
 
 
 def add_sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run every method x setting x seed of a preset or of a grid; finished runs "
                                      "are skipped, a failed run is recorded and the others go on")
-    p.add_argument("--preset", help=" | ".join(PRESETS))
+    p.add_argument("--preset", type=given, help=" | ".join(PRESETS))
     p.add_argument("--methods", type=names, help="comma-separated; with --preset, only these of its methods")
     p.add_argument("--datasets", type=names, help="comma-separated; with --preset, only these of its datasets")
-    p.add_argument("--seeds", help="e.g. 0-4 or 0,2,5 (default: the preset's; without one, 0)")
-    p.add_argument("--results", default="results", help="results folder; run records go to RESULTS/runs")
+    p.add_argument("--seeds", type=given, help="e.g. 0-4 or 0,2,5 (default: the preset's; without one, 0)")
+    p.add_argument("--results", type=path_flag, default="results",
+                   help="results folder; run records go to RESULTS/runs")
     p.add_argument("--launcher", default="local", choices=("local", "submitit"),
                    help="local: this machine, one run at a time or one per GPU; submitit: a SLURM job per run")
-    p.add_argument("--partition", help="submitit: SLURM partition")
+    p.add_argument("--partition", type=given, help="submitit: SLURM partition")
     p.add_argument("--gpus", type=int, default=0, help="submitit: GPUs per job")
     p.add_argument("--cpus", type=positive_int, default=4, help="submitit: CPU cores per job")
     p.add_argument("--time", type=positive_int, default=240, help="submitit: a job's time limit (minutes)")
@@ -73,7 +88,8 @@ def add_sweep_parser(sub) -> None:
 def add_report_parser(sub) -> None:
     p = sub.add_parser("report", help="leaderboard, hypervolumes, accuracy at matched budgets and Pareto plots "
                                       "from the run folders of RESULTS/runs")
-    p.add_argument("--results", default="results", help="results folder: reads RESULTS/runs, writes into RESULTS")
+    p.add_argument("--results", type=path_flag, default="results",
+                   help="results folder: reads RESULTS/runs, writes into RESULTS")
     add_wandb_arguments(p)
 
 
@@ -93,31 +109,38 @@ def add_study_parsers(sub) -> None:
     one = sub.add_parser("one-step", help="loss decrease of one growth step: TINY, GradMax, random (MNIST MLP)")
     one.add_argument("--seeds", type=positive_int, default=5)
     one.add_argument("--neurons", type=positive_int, default=8, help="neurons every method adds")
-    one.add_argument("--data-dir", help="where MNIST lives (else $GROWBENCH_DATA_DIR, else <repo>/data)")
+    one.add_argument("--data-dir", type=path_flag,
+                     help="where MNIST lives (else $GROWBENCH_DATA_DIR, else <repo>/data)")
     fan = sub.add_parser("fan-out", help="new conv channels' fan-out, 1x1 at the kernel centre or full k x k: "
                                          "one TINY step per ResNet-18 block, loss decrease and statistics time")
     fan.add_argument("--seeds", type=positive_int, default=3)
     fan.add_argument("--neurons", type=positive_int, default=4, help="channels each variant adds per block")
     perf = sub.add_parser("perf", help="timings: statistics pass vs matmul throughput, growth step vs gromo, "
                                        "a TINY run vs fixed (benchmarks/studies/perf.py)")
-    perf.add_argument("--json", metavar="PATH", help="also write the measurements here")
+    perf.add_argument("--json", metavar="PATH", type=path_flag, help="also write the measurements here")
     perf.add_argument("--repeats", type=positive_int, default=3, help="timed calls per case (median)")
     perf.add_argument("--quick", action="store_true", help="every case tiny (a smoke test, not a measurement)")
     claims = sub.add_parser("claims", help="the talk's claims measured at CPU scale, as a markdown table "
                                            "(benchmarks/studies/claims.py; minutes on 2 cores)")
     claims.add_argument("--only", type=claim_ids, default=claim_ids("1-8"), help="e.g. 1,5 or 2-4 (default: all 8)")
     claims.add_argument("--seed", type=int, default=0, help="first seed (claims on several seeds count up from it)")
-    claims.add_argument("--out", help="folder of the run records (default: a temporary folder, removed)")
+    claims.add_argument("--out", type=path_flag,
+                        help="folder of the run records (default: a temporary folder, removed)")
 
 
 # ---- commands -------------------------------------------------------------------------------------------
 
 
 def cmd_run(args) -> None:
+    from benchmarks.runs import preflight
     from benchmarks.runs.flags import config_from_args
     from benchmarks.runs.harness import format_summary, run
 
-    summary, record, skipped = run(config_from_args(args), runner_from_args(args, args.out, args.force))
+    preflight.check_device(args.device)
+    preflight.check_folder(args.out, "--out")
+    config = config_from_args(args)
+    preflight.check_fits(config, args.device)
+    summary, record, skipped = run(config, runner_from_args(args, args.out, args.force))
     if skipped:
         print(f"already finished: {record.path} (use --force to redo it)")
     print(format_summary(summary))
@@ -147,13 +170,19 @@ def cmd_sweep(args) -> int:
     import time
     from pathlib import Path
 
+    from benchmarks.runs import preflight
     from benchmarks.sweeps.launchers import Local, Submitit
     from benchmarks.sweeps.plan import parse_seeds, plan
     from benchmarks.sweeps.sweep import format_outcomes, sweep
 
     out = str(Path(args.results) / "runs")
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    preflight.check_device(args.device)   # once, here: else every run of the sweep would fail on it
+    for folder in (args.results, out):
+        preflight.check_folder(folder, "--results")
     todo = plan(out, args.preset, args.methods, args.datasets, seeds)
+    for config in todo.runs:   # fs runs retrain tiny's final widths, which are its target: checked with it
+        preflight.check_fits(config, args.device)
     launcher = Local() if args.launcher == "local" else Submitit(
         str(Path(args.results) / "submitit"), partition=args.partition, gpus=args.gpus, cpus=args.cpus,
         time_min=args.time)
@@ -169,17 +198,23 @@ def cmd_report(args) -> None:
     from pathlib import Path
 
     from benchmarks.reports.write import write_report
+    from benchmarks.runs.preflight import check_folder
 
+    check_folder(args.results, "--results")
     for path in write_report(Path(args.results), args.wandb, args.wandb_project, args.wandb_entity):
         print(path)
 
 
 def cmd_study(args) -> None:
+    from benchmarks.runs.preflight import check_folder
     from benchmarks.studies import claims, fan_out, one_step, perf
 
+    if args.command == "perf":   # prints its tables itself, before writing --json: a failed write loses nothing
+        return perf.main(args.repeats, args.quick, args.json)
+    if args.command == "claims" and args.out is not None:
+        check_folder(args.out, "--out")
     print({"one-step": lambda: one_step.main(args.seeds, args.neurons, args.data_dir),
            "fan-out": lambda: fan_out.main(args.seeds, args.neurons),
-           "perf": lambda: perf.main(args.repeats, args.quick, args.json),
            "claims": lambda: claims.main(args.only, args.seed, args.out)}[args.command]())
 
 

@@ -3,8 +3,8 @@ and each dataset's default training recipe from the shape of its images (recipe.
 
 from datasets.errors import DataError
 from datasets.recipe import Recipe
-from datasets.registry import dataset_names, default_recipe, input_shape, load_dataset, resolve_data_dir
+from datasets.registry import dataset_names, default_recipe, input_shape, load_dataset, resolve_data_dir, train_size
 from datasets.tensors import Data
 
 __all__ = ["Data", "DataError", "Recipe", "dataset_names", "default_recipe", "input_shape", "load_dataset",
-           "resolve_data_dir"]
+           "resolve_data_dir", "train_size"]

@@ -27,6 +27,8 @@ _LOADERS: dict[str, Loader] = {
 # (C, H, W) of one sample, known without reading the files (an npz's is read from its header).
 INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "synthetic": (1, 4, 4),
                 "synthetic-image": (3, 32, 32)}
+# Training samples, as the loaders give them (an npz's are read from its header).
+TRAIN_SIZES = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000, "synthetic": 512, "synthetic-image": 256}
 
 
 def dataset_names() -> list[str]:
@@ -40,6 +42,15 @@ def input_shape(name: str) -> tuple[int, ...]:
     if name not in INPUT_SHAPES:
         raise DataError(f"unknown dataset {name!r}; choose from: {', '.join(dataset_names())}")
     return INPUT_SHAPES[name]
+
+
+def train_size(name: str) -> int:
+    """Training samples of dataset `name`, without loading it."""
+    if name.startswith(npz.PREFIX):
+        return npz.train_size(name)
+    if name not in TRAIN_SIZES:
+        raise DataError(f"unknown dataset {name!r}; choose from: {', '.join(dataset_names())}")
+    return TRAIN_SIZES[name]
 
 
 def default_recipe(name: str) -> Recipe:

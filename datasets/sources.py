@@ -9,13 +9,15 @@ import gzip
 import os
 import pickle
 import shutil
+import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from datasets.errors import DataError
-from datasets.request import DATA_DIR_ENV, POINT_AT_COPY, LoadRequest, last_line
+from datasets.request import POINT_AT_COPY, LoadRequest, last_line
 from datasets.tensors import Data, images_to_nchw, labels, normalise
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -31,18 +33,20 @@ def load_mnist(req: LoadRequest) -> Data:
     from torchvision.datasets import MNIST
 
     raw = req.data_dir / "MNIST" / "raw"
-    _gunzip_missing(raw)
-    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
-    if missing:
-        looked_for = ", ".join(f"{name}[.gz]" for name in missing)
-        _download(lambda: MNIST(req.data_dir, download=True), req, f"MNIST not found: no {looked_for} in {raw}")
-    try:
-        train, test = MNIST(req.data_dir, train=True), MNIST(req.data_dir, train=False)
-    except (AssertionError, RuntimeError, TypeError, ValueError, OSError) as e:  # torchvision's IDX parser asserts
-        raise DataError(
-            f"cannot read the MNIST files in {raw} ({last_line(e)}); "
-            "delete the uncompressed ones to extract them again from the .gz files"
-        ) from e
+    with tempfile.TemporaryDirectory(prefix="growbench-mnist-") as scratch:
+        root = _unpacked_root(req.data_dir, Path(scratch))
+        missing = [name for name in MNIST_FILES if not (root / "MNIST" / "raw" / name).is_file()]
+        if missing:
+            looked_for = ", ".join(f"{name}[.gz]" for name in missing)
+            _download(lambda: MNIST(req.data_dir, download=True), req, f"MNIST not found: no {looked_for} in {raw}")
+            root = req.data_dir   # where torchvision downloaded and extracted all four
+        try:
+            train, test = MNIST(root, train=True), MNIST(root, train=False)
+        except (AssertionError, RuntimeError, TypeError, ValueError, OSError) as e:  # torchvision's IDX parser asserts
+            raise DataError(
+                f"cannot read the MNIST files in {raw} ({last_line(e)}); "
+                "delete the uncompressed ones to extract them again from the .gz files"
+            ) from e
 
     return _to_data(req, train, test, MNIST_MEAN, MNIST_STD, num_classes=10)
 
@@ -87,28 +91,60 @@ def _to_data(req: LoadRequest, train, test, mean: tuple, std: tuple, num_classes
                 labels(test.targets, req.device), num_classes=num_classes)
 
 
-def _gunzip_missing(raw: Path) -> None:
-    """Extract each MNIST .gz that has no uncompressed twin, as torchvision does after downloading.
+def _unpacked_root(data_dir: Path, scratch: Path) -> Path:
+    """A root whose MNIST/raw holds the four uncompressed files torchvision reads (it reads no .gz, and its own
+    download would not reuse these .gz files: their MD5 differs from the originals').
 
-    torchvision reads only the uncompressed files, and its own download would not reuse these .gz files
-    because their MD5 differs from the originals'. A temporary name plus rename means an interrupted
-    extraction never leaves a truncated file that torchvision would take as present.
+    Each .gz without its uncompressed twin is extracted next to itself, once, so `data_dir` is the root; where
+    that folder cannot be written (a read-only copy), into `scratch` instead, beside links to the files that
+    are already uncompressed, and `scratch` is the root (extracted again on every load, removed after it).
+    A file with neither form stays missing (the caller downloads it).
     """
+    raw = data_dir / "MNIST" / "raw"
+    packed = [name for name in MNIST_FILES if not (raw / name).is_file() and (raw / f"{name}.gz").is_file()]
+    if not packed:
+        return data_dir
+    if _writable(raw):
+        for name in packed:
+            _gunzip(raw / f"{name}.gz", raw / name)
+        return data_dir
+    out = scratch / "MNIST" / "raw"
+    out.mkdir(parents=True)
     for name in MNIST_FILES:
-        target, packed = raw / name, raw / f"{name}.gz"
-        if target.is_file() or not packed.is_file():
-            continue
-        partial = raw / f"{name}.partial"
-        try:
-            with gzip.open(packed, "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
-            os.replace(partial, target)
-        except (OSError, EOFError) as e:  # gzip raises BadGzipFile (an OSError) or EOFError when truncated
-            partial.unlink(missing_ok=True)
-            raise DataError(
-                f"cannot extract {packed} next to itself ({last_line(e)}); copy {raw.parent} into a writable "
-                f"folder and point --data-dir (or {DATA_DIR_ENV}) at that folder"
-            ) from e
+        if name in packed:
+            _gunzip(raw / f"{name}.gz", out / name)
+        elif (raw / name).is_file():
+            (out / name).symlink_to((raw / name).resolve())
+    return scratch
+
+
+def _writable(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, tried rather than asked: os.access says yes to root on a
+    read-only mount."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _gunzip(packed: Path, target: Path) -> None:
+    """packed -> target through a temporary name that is removed whatever happens: an interrupted or failed
+    extraction leaves neither a truncated file that torchvision would take as whole nor any litter."""
+    partial = target.with_name(f"{target.name}.partial")
+    try:
+        with gzip.open(packed, "rb") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+        os.replace(partial, target)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # truncated, damaged, or not gzip at all
+        raise DataError(
+            f"{packed} is damaged ({last_line(e)}); delete it (the next run downloads it again, unless "
+            "--no-download) or replace it with an intact copy"
+        ) from e
+    except OSError as e:
+        raise DataError(f"cannot extract {packed} to {target} ({e.strerror or e}); {POINT_AT_COPY}") from e
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _download(fetch: Callable[[], object], req: LoadRequest, not_found: str) -> None:

@@ -7,6 +7,7 @@ methods/registry.py) and runs with `method.run(task, tracker)`. It trains with t
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -27,6 +28,7 @@ class Task:
     train: TrainConfig        # training budget and optimizer
     seed: int
     device: torch.device
+    workdir: Path | None = None   # the run folder, for state a later attempt resumes from (nas's study); None: none
 
 
 @dataclass

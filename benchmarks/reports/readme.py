@@ -99,13 +99,19 @@ def commands(df: pd.DataFrame, dataset: str) -> list[str]:
             "", *(f"    python -m benchmarks run {run_flags(c)}" for c in first["config"])]
 
 
+def status_counts(df: pd.DataFrame) -> str:
+    """'11 finished, 1 failed, 1 unfinished', then interrupted and broken (unreadable, left out) where any."""
+    status = Counter(df["status"]) + Counter(broken=df.attrs.get("broken", 0))
+    always = [f"{status[s]} {s}" for s in ("finished", "failed", "unfinished")]
+    return ", ".join(always + [f"{status[s]} {s}" for s in ("interrupted", "broken") if status[s]])
+
+
 def readme(df: pd.DataFrame, results: Path) -> str:
-    status = Counter(df["status"])
     done = df[df["status"] == "finished"]
     lines = [f"# Results: {results.name}", "",
-             f"Written by `python -m benchmarks report --results {results}` from the {len(df)} run folders of "
-             f"`{results}/runs` ({status['finished']} finished, {status['failed']} failed, {status['unfinished']} "
-             "unfinished); edit nothing here, run the command again. `leaderboard.md` has every table.", "",
+             f"Written by `python -m benchmarks report --results {results}` from the "
+             f"{len(df) + df.attrs.get('broken', 0)} run folders of `{results}/runs` ({status_counts(df)}); edit "
+             "nothing here, run the command again. `leaderboard.md` has every table.", "",
              f"- Code: {counted(done['git_commit'].fillna('unknown'))}",
              f"- Devices: {counted(done['device'].fillna('unknown'))}", "",
              "Test accuracy: mean ± half-width of the 95% Student t interval over seeds (– for one seed; †k: k runs "

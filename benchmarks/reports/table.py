@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.errors import UserError
-from benchmarks.runs.records import Record, read_records
+from benchmarks.runs.records import Record, read_records, warn_broken
 
 # summary entries copied into the table; accuracies are fractions, costs in their README units
 METRICS = ("test_accuracy", "train_accuracy", "params", "params_nonzero", "flops", "train_flops",
@@ -41,12 +41,13 @@ def widths_text(widths) -> str | None:
 
 
 def table(records: list[Record]) -> pd.DataFrame:
-    """One row per run: id, method, dataset, seed, status, error, from_run, widths (starting), options,
-    setting (label), setting_key (what identifies a setting), config (config.json), METRICS, RUN_TEXT, and from
-    growth runs' summaries final_widths, target_widths, reached_target (nullable boolean: <NA> where the
-    summary predates it) and short_of_target."""
+    """One row per run that is not broken: id, method, dataset, seed, status, error, from_run, widths (starting),
+    options, setting (label), setting_key (what identifies a setting), config (config.json), METRICS, RUN_TEXT,
+    and from growth runs' summaries final_widths, target_widths, reached_target (nullable boolean: <NA> where the
+    summary predates it) and short_of_target. attrs["broken"]: how many records were left out as broken."""
     rows = []
-    for r in records:
+    kept = [r for r in records if r.status != "broken"]
+    for r in kept:
         s = r.summary or {}
         rows.append({"run_id": r.run_id, "method": r.config["method"], "dataset": dataset_label(r.config["dataset"]),
                      "seed": r.config["seed"], "status": r.status, "error": r.error,
@@ -69,6 +70,7 @@ def table(records: list[Record]) -> pd.DataFrame:
     src = source.reindex(df.loc[has, "from_run"]).set_axis(df.index[has])
     df.loc[has, "setting"] = "from " + src["method"] + " " + src["setting"]
     df.loc[has, "setting_key"] = "from " + src["setting_key"]
+    df.attrs["broken"] = len(records) - len(kept)
     return df
 
 
@@ -88,9 +90,12 @@ def labels(df: pd.DataFrame) -> pd.Series:
 
 
 def load(results: Path) -> pd.DataFrame:
-    """The table of `results/runs`; one line naming the folder when it holds no finished run."""
+    """The table of `results/runs`, a broken record named on stderr and left out; one line naming the folder
+    when it holds no finished run."""
     runs = Path(results) / "runs"
-    df = table(read_records(runs))
+    records = read_records(runs)
+    warn_broken(records, "skipped")
+    df = table(records)
     if not (df["status"] == "finished").any():
         raise UserError(f"no finished run under {runs}; run e.g. `python -m benchmarks sweep --preset smoke "
                         f"--results {results}` first")

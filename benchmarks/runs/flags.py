@@ -2,6 +2,7 @@
 written in these flags: flags -> benchmarks.runs.resolve -> RunConfig, the same path for both."""
 
 import argparse
+import re
 
 from benchmarks.errors import UserError
 from benchmarks.runs.config import RunConfig, RunnerConfig
@@ -22,6 +23,42 @@ def positive_int(text: str) -> int:
     return value
 
 
+def given(text: str) -> str:
+    """A flag's value that says something: an empty one would otherwise quietly mean the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"got '{text}', an empty value; leave the flag out for its default")
+    return text
+
+
+def path_flag(text: str) -> str:
+    """A file or folder path: not empty, and without the NUL byte no path can hold."""
+    if "\0" in given(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a path (it holds a NUL byte)")
+    return text
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# wandb.Settings refuses these in a project name, and names longer than 128 characters
+WANDB_PROJECT_BANNED, WANDB_PROJECT_MAX = "/\\#?%:", 128
+
+
+def device_flag(text: str) -> str:
+    """--device, spelled right (whether this machine has it is benchmarks.runs.preflight.check_device's)."""
+    if not DEVICE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got '{text}'")
+    return text
+
+
+def wandb_project(text: str) -> str:
+    """A project name wandb accepts, checked here rather than when the run's tracker starts."""
+    banned = "".join(c for c in WANDB_PROJECT_BANNED if c in given(text))
+    if banned or len(text) > WANDB_PROJECT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a wandb project name: at most {WANDB_PROJECT_MAX} characters, none of "
+            f"{' '.join(WANDB_PROJECT_BANNED)}{f' (it has {banned})' if banned else ''}")
+    return text
+
+
 def int_ranges(text: str, at_most: int) -> tuple[int, ...]:
     """'0-4' -> 0..4, '0,3,7', '0-2,9': the integers named, in order, once each. ValueError if malformed
     or if it names more than `at_most` integers (checked before any list is built: '0-99999999999' is a
@@ -38,10 +75,12 @@ def int_ranges(text: str, at_most: int) -> tuple[int, ...]:
 
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
     """What one run is: method, dataset, network, training, seed, method options (RunConfig)."""
-    run.add_argument("--method", default="ours", help="method name (python -m benchmarks list)")
-    run.add_argument("--dataset", help="mnist (default) | cifar10 | cifar100 | npz:PATH | synthetic")
-    run.add_argument("--arch", help="mlp | vgg | resnet18 (default: the dataset's recipe, from its image shape)")
-    run.add_argument("--widths", help="starting widths, e.g. 128,64, or a fraction of the standard widths, e.g. 1/4")
+    run.add_argument("--method", type=given, default="ours", help="method name (python -m benchmarks list)")
+    run.add_argument("--dataset", type=given, help="mnist (default) | cifar10 | cifar100 | npz:PATH | synthetic")
+    run.add_argument("--arch", type=given,
+                     help="mlp | vgg | resnet18 (default: the dataset's recipe, from its image shape)")
+    run.add_argument("--widths", type=given,
+                     help="starting widths, e.g. 128,64, or a fraction of the standard widths, e.g. 1/4")
     run.add_argument("--epochs", type=positive_int)
     run.add_argument("--batch-size", type=positive_int)
     run.add_argument("--lr", type=float)
@@ -50,12 +89,12 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
                      help="measure train accuracy on this many training samples each epoch (default 10000)")
     run.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                      help="random-crop + flip (default: on for 32x32 colour images)")
-    run.add_argument("--from-run", metavar="RUN_ID",
+    run.add_argument("--from-run", metavar="RUN_ID", type=given,
                      help="fs: train the final widths of this finished run (a folder of --out) from scratch")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                      help="method option, repeatable, e.g. -o growth_steps=8 (python -m benchmarks list --method M)")
-    run.add_argument("--out", default=RunnerConfig.out, help="folder of run records")
+    run.add_argument("--out", type=path_flag, default=RunnerConfig.out, help="folder of run records")
 
 
 def parse_options(items: list[str]) -> dict:

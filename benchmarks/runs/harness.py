@@ -10,11 +10,12 @@ import torch
 
 from benchmarks import ROOT
 from benchmarks.errors import UserError
+from benchmarks.runs import preflight
 from benchmarks.runs.config import RunConfig, RunnerConfig
-from benchmarks.runs.records import RunDir, read_json, write_json_atomic
+from benchmarks.runs.records import RecordWriteError, RunDir
 from benchmarks.runs.schema import SCHEMA_VERSION
 from benchmarks.runs.timing import Clock
-from benchmarks.runs.tracking import Tracker
+from benchmarks.runs.tracking import Tracker, check_wandb
 from datasets import load_dataset
 from methods import make_method
 from methods.interface import Task
@@ -35,64 +36,97 @@ def resolve_device(name: str) -> torch.device:
 
 
 def git_commit() -> str:
+    """The commit, with -dirty when tracked code differs from it; results/ (reports a sweep rewrites while
+    its runs go on) does not count as a change to the code."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        commit = git("rev-parse", "--short=12", "HEAD").stdout.strip()
+        if not commit:
+            return "unknown"
+        dirty = git("diff", "--quiet", "HEAD", "--", ".", ":(exclude)results").returncode != 0
+        return commit + "-dirty" * dirty
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, RunDir, bool]:
-    """Returns (summary, run folder, whether it was skipped because it had finished before)."""
+    """Returns (summary, run folder, whether it was skipped because it had finished before). The run is held
+    from before its data loads to its last record (RunHeld: another process holds it)."""
     runner = runner or RunnerConfig()
     record = RunDir(runner.out, config.to_dict())
-    if record.finished() and not runner.force:
-        return read_json(record.summary_path), record, True
+    if (done := finished_summary(record, runner)) is not None:
+        return done, record, True
+    check_wandb(runner.wandb)
+    preflight.check_device(runner.device)        # for Python callers too, not only the CLI
+    preflight.check_fits(config, runner.device)
     device = resolve_device(runner.device)
     method = make_method(config.method, **config.options)   # bad options fail before any work
-    data = load_dataset(config.dataset, runner.data_dir, device, augment=config.train.augment,
-                        download=runner.download)
-    if config.train.train_subset:
-        data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
-    spec = NetSpec(config.arch, config.widths, data.input_shape, data.num_classes)
-    record.start(force=runner.force)
+    with record.lock():
+        if (done := finished_summary(record, runner)) is not None:   # by another process, meanwhile
+            return done, record, True
+        data = load_dataset(config.dataset, runner.data_dir, device, augment=config.train.augment,
+                            download=runner.download)
+        if config.train.train_subset:
+            data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
+        record.start(force=runner.force)
+        return attempt(config, runner, record, method, data, device), record, False
+
+
+def finished_summary(record: RunDir, runner: RunnerConfig) -> dict | None:
+    """The summary of a finished run that is not to be redone (no --force), else None."""
+    done = record.record()
+    return done.summary if done.status == "finished" and not runner.force else None
+
+
+def attempt(config: RunConfig, runner: RunnerConfig, record: RunDir, method, data, device: torch.device) -> dict:
+    """The method in the started run folder: its summary, or failed.json (interrupted.json for Ctrl-C) with the
+    error, which is raised on. No summary.json either way, so the run is redone next time."""
     commit = git_commit()   # the code that runs: read now, the checkout may move during a long run
     clock = Clock(device)
-    tracker = Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity)
-    failed = True
     try:
-        task = Task(data, spec, config.train, config.seed, device)
-        result = method.run(task, tracker)
-        model = result.model
-        macs = count_macs(model, data.input_shape)
-        wall = clock.total()
-        summary = {
-            "method": config.method, "dataset": config.dataset, "arch": config.arch, "seed": config.seed,
-            "widths": list(model.widths), "start_widths": list(config.widths),
-            "params": count_params(model), "params_nonzero": count_params(model, nonzero=True),
-            "macs": macs, "flops": 2 * macs,
-            "train_flops": result.train_flops + result.growth_flops, "growth_flops": result.growth_flops,
-            "test_accuracy": result.metrics.get("test_accuracy"),
-            "train_accuracy": result.metrics.get("train_accuracy"),
-            "test_loss": result.metrics.get("test_loss"), "train_loss": result.metrics.get("train_loss"),
-            "epochs": config.train.epochs, "n_train": len(data.y_train),
-            "wall_clock_s": wall, "cpu_s": clock.cpu_total(),
-            **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
-            "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
-            "git_commit": commit, "run_id": record.id, "status": "finished", "schema_version": SCHEMA_VERSION,
-            **result.extra,
-        }
-        tracker.finish(summary)
-        failed = False
-        return summary, record, False
-    except BaseException as e:
-        # Keep the reason next to the partial history; no summary.json, so the run is redone next time.
-        write_json_atomic(record.path / "failed.json", {"error": f"{type(e).__name__}: {e}",
-                                                        "traceback": traceback.format_exc()})
+        with Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity) as tracker:
+            task = Task(data, NetSpec(config.arch, config.widths, data.input_shape, data.num_classes), config.train,
+                        config.seed, device, workdir=record.path)
+            result = method.run(task, tracker)
+            summary = summarise(config, record, result, data, device, clock, commit)
+            tracker.finish(summary)
+        return summary
+    except KeyboardInterrupt:
+        keep_reason(record, "interrupted.json", "KeyboardInterrupt: interrupted (Ctrl-C)")
         raise
-    finally:
-        tracker.close(failed)
+    except BaseException as e:
+        keep_reason(record, "failed.json", f"{type(e).__name__}: {e}", traceback.format_exc())
+        raise
+
+
+def keep_reason(record: RunDir, name: str, error: str, detail: str = "") -> None:
+    try:
+        record.mark(name, error, detail)
+    except RecordWriteError:   # a full disk: the error itself still reaches the caller
+        pass
+
+
+def summarise(config: RunConfig, record: RunDir, result, data, device: torch.device, clock: Clock,
+              commit: str) -> dict:
+    """summary.json's entries (README: the results schema)."""
+    model = result.model
+    macs = count_macs(model, data.input_shape)
+    return {
+        "method": config.method, "dataset": config.dataset, "arch": config.arch, "seed": config.seed,
+        "widths": list(model.widths), "start_widths": list(config.widths),
+        "params": count_params(model), "params_nonzero": count_params(model, nonzero=True),
+        "macs": macs, "flops": 2 * macs,
+        "train_flops": result.train_flops + result.growth_flops, "growth_flops": result.growth_flops,
+        "test_accuracy": result.metrics.get("test_accuracy"),
+        "train_accuracy": result.metrics.get("train_accuracy"),
+        "test_loss": result.metrics.get("test_loss"), "train_loss": result.metrics.get("train_loss"),
+        "epochs": config.train.epochs, "n_train": len(data.y_train),
+        "wall_clock_s": clock.total(), "cpu_s": clock.cpu_total(),
+        **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
+        "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
+        "git_commit": commit, "run_id": record.id, "status": "finished", "schema_version": SCHEMA_VERSION,
+        **result.extra,
+    }
 
 
 def device_name(device: torch.device) -> str:

@@ -34,6 +34,7 @@ def resolve(method: str = "ours", dataset: str | None = None, arch: str | None =
     from methods.train import TrainConfig
 
     method = canonical_name(method)
+    check_not_empty(dataset=dataset, arch=arch)
     if not (isinstance(seed, int) and 0 <= seed < MAX_SEED):
         raise UserError(f"seed must be an integer in [0, 2^62), got {seed}")
     options = dict(options or {})
@@ -57,6 +58,13 @@ def resolve(method: str = "ours", dataset: str | None = None, arch: str | None =
                 | defaults | source.get("train", {}) | {k: v for k, v in train.items() if v is not None})
     return RunConfig(method=method, dataset=dataset, arch=arch, widths=widths, train=TrainConfig(**settings),
                      seed=seed, options=options)
+
+
+def check_not_empty(**names) -> None:
+    """A name given as '' would quietly mean the default (`dataset or ...` in resolve): refused instead."""
+    empty = [key for key, value in names.items() if isinstance(value, str) and not value.strip()]
+    if empty:
+        raise UserError(f"{empty[0]} '{names[empty[0]]}' is empty; give a name, or leave it out for the default")
 
 
 def fs_source(method: str, options: dict, widths, dataset: str | None, arch: str | None, out: str) -> dict:

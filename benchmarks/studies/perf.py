@@ -27,11 +27,13 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from benchmarks.errors import UserError
 from benchmarks.runs.harness import device_name
+from benchmarks.runs.preflight import check_file
 from datasets import load_dataset
 from methods.growth.stats import collect
 from methods.growth.tiny_solve import solve
@@ -260,9 +262,22 @@ def format_result(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(repeats: int, quick: bool, json_path: str | None) -> str:
-    result = measure(repeats, quick)
+def main(repeats: int, quick: bool, json_path: str | None) -> None:
+    """Measure, print the tables, then write the measurements to `json_path` (checked first: measuring takes
+    minutes, and what a failed write would lose is on the screen already)."""
     if json_path:
-        with open(json_path, "w") as f:
+        check_file(json_path, "--json")
+    result = measure(repeats, quick)
+    print(format_result(result), flush=True)
+    if json_path:
+        write_json(result, Path(json_path))
+
+
+def write_json(result: dict, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
             json.dump(result, f, indent=1)
-    return format_result(result)
+    except OSError as e:
+        raise UserError(f"cannot write --json {path}: {e.strerror or e}; the tables above hold the "
+                        "measurements") from None

@@ -16,39 +16,56 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
+from benchmarks.errors import UserError
 from benchmarks.runs.config import RunConfig, RunnerConfig
 from benchmarks.runs.harness import run  # imported here, once: a forked run starts with it (seconds saved per run)
-from benchmarks.runs.records import RunDir, read_json, write_json_atomic
-from benchmarks.sweeps.sweep import Outcome
+from benchmarks.runs.records import RecordWriteError, RunDir, RunHeld
+from benchmarks.sweeps.sweep import HELD, Outcome, outcome_of
 from methods import registered
 
+INTERRUPT_GRACE_S = 10.0   # after Ctrl-C, how long runs under way get to record that they were interrupted (s)
 
-def record_failure(config: RunConfig, runner: RunnerConfig, error: str, detail: str = "") -> str:
-    """failed.json in the run's folder, unless the harness already wrote this attempt's. Returns the error."""
-    record = RunDir(runner.out, config.to_dict())
-    failed = record.path / "failed.json"
-    if failed.is_file():
-        return read_json(failed)["error"]
+
+def settle(record: RunDir, error: str, detail: str = "") -> str | None:
+    """The answer for an attempt that ended without one (an error before the harness wrote the run folder, or a
+    process that died): what the folder says where this attempt wrote it, else `error`, written as failed.json.
+    Nothing is written into a folder that another process holds by now, or into a finished one."""
     try:
-        if not record.path.is_dir():   # it failed before the harness made the folder (e.g. missing data)
-            record.start()
-        write_json_atomic(failed, {"error": error, "traceback": detail})
-    except Exception:   # an unwritable folder: the error still reaches the sweep's summary
+        with record.lock():
+            current = record.record()
+            if current.status == "finished":   # e.g. died while closing wandb, after its summary
+                return None
+            if current.status in ("failed", "interrupted"):
+                return current.error
+            if not record.path.is_dir():   # it failed before the harness made the folder (e.g. missing data)
+                record.start()
+            record.mark("failed.json", error, detail)
+    except UserError:   # held by another process, or an unwritable folder: the error still reaches the sweep
         pass
     return error
 
 
 def run_recorded(config: RunConfig, runner: RunnerConfig) -> str | None:
-    """One run in this process; None when it finished, else its error (also in its failed.json)."""
+    """One run in this process, held throughout (its failure recorded under the same hold): None when it
+    finished here, HELD when another process holds it or has finished it meanwhile, else its error (also in its
+    failed.json)."""
+    record = RunDir(runner.out, config.to_dict())
     try:
-        run(config, runner)
-        return None
-    except Exception as e:
-        return record_failure(config, runner, f"{type(e).__name__}: {e}", traceback.format_exc())
+        with record.lock():
+            record.clear_markers()   # an earlier attempt's: a failed.json from now on is this attempt's
+            try:
+                return HELD if run(config, runner)[2] else None
+            except Exception as e:
+                return settle(record, f"{type(e).__name__}: {e}", traceback.format_exc())
+    except RunHeld:
+        return HELD
+    except RecordWriteError as e:   # its lock could not be written
+        return f"{type(e).__name__}: {e}"
 
 
-def _child(config: RunConfig, runner: RunnerConfig, gpu: str | None, parent: int) -> None:
+def _child(config: RunConfig, runner: RunnerConfig, gpu: str | None, parent: int, answer: Connection) -> None:
     if sys.platform == "linux":   # die with the sweep: a SIGKILLed sweep must not leave runs writing records
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
     if os.getppid() != parent:    # the sweep died before prctl
@@ -56,10 +73,9 @@ def _child(config: RunConfig, runner: RunnerConfig, gpu: str | None, parent: int
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu   # before anything touches CUDA
     try:
-        error = run_recorded(config, runner)
-    except KeyboardInterrupt:     # Ctrl-C reaches the whole process group; the sweep reports it
+        answer.send(run_recorded(config, runner))
+    except KeyboardInterrupt:     # Ctrl-C reaches the whole process group; the run wrote interrupted.json
         os._exit(130)
-    sys.exit(0 if error is None else 1)
 
 
 def workers(device: str) -> tuple[str, list[str | None]]:
@@ -74,34 +90,73 @@ def workers(device: str) -> tuple[str, list[str | None]]:
     return "spawn", gpus if device in ("auto", "cuda") and len(gpus) > 1 else [None]
 
 
+@dataclass
+class Child:
+    """A run under way in its own process."""
+
+    process: mp.Process
+    config: RunConfig
+    gpu: str | None
+    answer: Connection   # run_recorded's answer arrives here
+    start: float         # time.perf_counter() at launch (s)
+
+    def outcome(self, runner: RunnerConfig) -> Outcome:
+        """Once the process has ended: its answer, or settle's when it died without one."""
+        self.process.join()
+        record = RunDir(runner.out, self.config.to_dict())
+        try:
+            if not self.answer.poll():   # nothing sent (poll is true at the end of the pipe too)
+                raise EOFError
+            answer = self.answer.recv()
+        except EOFError:   # no answer sent: the process died
+            code = self.process.exitcode
+            answer = settle(record, "the run's process died "
+                                    f"({f'killed by signal {-code}' if code < 0 else f'exit code {code}'})")
+        self.answer.close()
+        return outcome_of(record.id, answer, time.perf_counter() - self.start)
+
+
+def start_child(ctx, config: RunConfig, runner: RunnerConfig, gpu: str | None) -> Child:
+    answer, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(config, runner, gpu, os.getpid(), send))
+    proc.start()
+    send.close()   # the child's end, in the child now
+    return Child(proc, config, gpu, answer, time.perf_counter())
+
+
+def stop(children, grace_s: float) -> None:
+    """Each process ended, those still running after `grace_s` (s) killed (their folders have no summary:
+    redone next time)."""
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        child.process.join(max(0.0, deadline - time.monotonic()))
+    for child in children:
+        child.process.kill()
+        child.process.join()
+
+
 @dataclass(frozen=True)
 class Local:
     def launch(self, configs: list[RunConfig], runner: RunnerConfig, done: Callable[[Outcome], None]) -> None:
         method, free = workers(runner.device)
         registered()   # every method imported once here: a forked run starts with them
         ctx = mp.get_context(method)
-        pending, running = list(configs), {}   # process sentinel -> (process, config, gpu, start time)
+        pending, running = list(configs), {}   # process sentinel -> Child
+        grace_s = 0.0
         try:
             while pending or running:
                 while pending and free:
-                    config, gpu = pending.pop(0), free.pop(0)
-                    # an earlier attempt's failure must not be read as this one's
-                    (RunDir(runner.out, config.to_dict()).path / "failed.json").unlink(missing_ok=True)
-                    proc = ctx.Process(target=_child, args=(config, runner, gpu, os.getpid()))
-                    proc.start()
-                    running[proc.sentinel] = (proc, config, gpu, time.perf_counter())
+                    child = start_child(ctx, pending.pop(0), runner, free.pop(0))
+                    running[child.process.sentinel] = child
                 for sentinel in mp.connection.wait(list(running)):
-                    proc, config, gpu, start = running.pop(sentinel)
-                    proc.join()
-                    free.append(gpu)
-                    code = proc.exitcode
-                    died = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                    error = None if code == 0 else record_failure(config, runner, f"the run's process died ({died})")
-                    done(Outcome(RunDir(runner.out, config.to_dict()).id, error, time.perf_counter() - start))
-        finally:   # interrupted: stop the runs under way (their folders have no summary: redone next time)
-            for proc, *_ in running.values():
-                proc.kill()
-                proc.join()
+                    child = running.pop(sentinel)
+                    free.append(child.gpu)
+                    done(child.outcome(runner))
+        except KeyboardInterrupt:   # the runs had the same Ctrl-C: time to write their interrupted.json
+            grace_s = INTERRUPT_GRACE_S
+            raise
+        finally:
+            stop(running.values(), grace_s)
 
 
 @dataclass(frozen=True)
@@ -127,10 +182,9 @@ class Submitit:
         jobs = executor.map_array(run_recorded, configs, [runner] * len(configs))
         config_of = {job.job_id: config for job, config in zip(jobs, configs, strict=True)}
         for job in submitit.helpers.as_completed(jobs, poll_frequency=self.poll_s):
-            config = config_of[job.job_id]
+            record = RunDir(runner.out, config_of[job.job_id].to_dict())
             try:
-                error = job.result()
+                answer = job.result()
             except Exception as e:   # the job itself died (time limit, node failure, ...)
-                error = record_failure(config, runner, f"job {job.job_id} failed: {str(e).strip().splitlines()[-1]}",
-                                       str(e))
-            done(Outcome(RunDir(runner.out, config.to_dict()).id, error, time.perf_counter() - start))
+                answer = settle(record, f"job {job.job_id} failed: {str(e).strip().splitlines()[-1]}", str(e))
+            done(outcome_of(record.id, answer, time.perf_counter() - start))
