@@ -21,7 +21,8 @@ from methods import options as opts
 from methods.errors import ConfigError
 
 ENTRY_POINTS = "growbench.methods"
-BUILTIN = ("methods.fixed", "methods.fs", "methods.tiny", "methods.gradmax", "methods.random_growth", "methods.prune")
+BUILTIN = ("methods.fixed", "methods.fs", "methods.tiny", "methods.gradmax", "methods.random_growth", "methods.prune",
+           "methods.nas.method")
 
 _METHODS: dict[str, type] = {}   # canonical name -> factory
 _ALIASES: dict[str, str] = {}    # alias -> canonical name
@@ -32,7 +33,7 @@ def register(name: str, *aliases: str):
     """Class decorator (or one call, `register("mine")(Mine)`): `name` and its aliases run this factory.
     A name already taken by another factory is refused (ConfigError), built-in or not."""
     def deco(factory):
-        if _state == "unloaded":
+        if _state == "unloaded" and factory.__module__ not in BUILTIN:
             _load()   # the built-ins first, so that a taken name is refused now, not overwritten later
         for n in (name, *aliases):
             taken = _METHODS.get(_ALIASES.get(n, n))

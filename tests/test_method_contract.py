@@ -27,10 +27,12 @@ CASES = {
     "random": [((1, 1), GROWTH), ((1, 1), GROWTH | {"variant": "both"})],
     "prune": [((12, 10), {"sparsity": 0.6, "iterative_steps": 2}),
               ((12, 10), {"sparsity": 0.5, "structured": True})],
+    "nas": [((6, 5), {"trials": 3, "epochs_per_trial": 2, "min_width": 2})],
 }
 PARAMS = [pytest.param(m, w, o, id=f"{m}-{i}") for m, cases in CASES.items() for i, (w, o) in enumerate(cases)]
 GROWN = {"tiny", "gradmax", "random"}
-TIMING = {"wall_clock_s", "cpu_s", "train_s", "growth_s", "eval_s", "stats_s", "solve_s", "line_search_s", "run_id"}
+TIMING = {"wall_clock_s", "cpu_s", "train_s", "growth_s", "eval_s", "stats_s", "solve_s", "line_search_s", "run_id",
+          "search_wall_s"}
 
 
 def test_every_registered_method_is_covered():

@@ -17,8 +17,8 @@ AXES = {   # cost column -> x label (units; every cost axis is logarithmic)
 COLORS = sns.color_palette("colorblind", 10)
 # method -> (colour, marker), fixed across figures; TINY first and in the strongest colour
 STYLES = {"tiny": (COLORS[3], "o"), "fs": (COLORS[4], "s"), "gradmax": (COLORS[2], "D"),
-          "random": (COLORS[7], "v"), "prune": (COLORS[5], "^"), "fixed": (COLORS[0], "X")}
-SPARE = [(COLORS[i], m) for i, m in zip((1, 6, 8, 9), "P*h<", strict=True)]   # for methods added later
+          "random": (COLORS[7], "v"), "prune": (COLORS[5], "^"), "fixed": (COLORS[0], "X"), "nas": (COLORS[1], "P")}
+SPARE = [(COLORS[i], m) for i, m in zip((6, 8, 9), "*h<", strict=True)]   # for methods added later
 
 
 def styles(methods) -> dict:

@@ -39,7 +39,7 @@ COMMON = {   # every run
     "device": ("–", "the device's name (CPU model and threads, or GPU)"),
     "torch_version": ("–", "torch.__version__"),
     "python": ("–", "the Python version"),
-    "git_commit": ("–", "the code's commit when the run started (-dirty: with uncommitted changes)"),
+    "git_commit": ("–", "the code's commit when the run started (-dirty: with uncommitted changes outside results/)"),
 }
 GROWTH = {   # tiny, gradmax, random, and methods built on the growth schedule
     "target_widths": ("units", "the widths growth was asked to reach"),
@@ -57,6 +57,17 @@ BY_METHOD = {
     "gradmax": {"activation": ("–", "the network's activation (relu becomes relu1: slope 1 at 0)")},
     "random": {"variant": ("–", "zero_fan_out or both")},
     "fs": {"from_run": ("–", "the grown run whose final widths these are (null: widths given)")},
+    "nas": {
+        "trials": ("trials", "finished, pruned, failed (diverged) and interrupted (worker killed) trials of the study"),
+        "search_train_flops": ("FLOPs", "the search: every trial's training steps and validation passes"),
+        "search_wall_s": ("s", "of wall_clock_s: the search in this attempt (its training and evaluations are "
+                               "in train_s and eval_s)"),
+        "final_train_flops": ("FLOPs", "training the chosen widths on the whole training set"),
+        "best_widths": ("units", "the widths of the trial with the best validation accuracy"),
+        "best_val_accuracy": ("fraction", "that trial's validation accuracy"),
+        "best_trial": ("–", "that trial's number in the study"),
+        "budget_macs": ("MACs / sample", "the budget every trial kept within"),
+    },
     "prune": {
         "target_sparsity": ("fraction", "the sparsity option"),
         "structured": ("–", "units removed (true) or single weights zeroed (false)"),

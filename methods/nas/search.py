@@ -1,0 +1,145 @@
+"""One worker of a `nas` search: it claims trials from the shared study, trains each with the shared Trainer on
+the training part of a seeded split of the training set, reports its validation accuracy after every epoch
+(Hyperband or successive halving stop the weak ones there), and logs each as a `trial` event."""
+
+import time
+from collections import Counter
+from dataclasses import replace
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from datasets import Data
+from methods.errors import ConfigError, TrainingDiverged
+from methods.interface import Task
+from methods.nas.config import NASConfig
+from methods.nas.space import WidthSpace, reference_widths
+from methods.nas.study import SharedStudy
+from methods.nets import build_network
+from methods.nets.cost import count_macs
+from methods.tracker import Tracker
+from methods.train import Trainer
+
+SAMPLERS = {"random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+            "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed)}
+
+
+def validation_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) indices of n training samples: a seeded permutation, its first round(fraction · n)
+    (at least 1, at most n - 1) held out. Disjoint, together all n."""
+    n_val = min(n - 1, max(1, round(fraction * n)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:], order[:n_val]
+
+
+def holdout(data: Data, train: torch.Tensor, val: torch.Tensor) -> Data:
+    """The data a trial sees: `train` of the training set to train on, `val` of it in place of the test set
+    (which no trial sees), so that the Trainer's test evaluation measures validation accuracy."""
+    train, val = train.to(data.y_train.device), val.to(data.y_train.device)
+    return replace(data, x_train=data.x_train[train], y_train=data.y_train[train], x_test=data.x_train[val],
+                   y_test=data.y_train[val])
+
+
+def pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    """Rungs in epochs: Hyperband's brackets from 1 epoch to the trial's `epochs` (reduction factor 3);
+    successive halving from 1 epoch (reduction factor 4, Optuna's default)."""
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    return optuna.pruners.NopPruner()
+
+
+def state_of(t: optuna.trial.FrozenTrial) -> str:
+    """finished, pruned, failed (diverged), interrupted (its worker died or stopped mid-trial) or running."""
+    if t.state == TrialState.FAIL:
+        return "failed" if "error" in t.user_attrs else "interrupted"
+    return "finished" if t.state == TrialState.COMPLETE else t.state.name.lower()
+
+
+def trial_event(t: optuna.trial.FrozenTrial) -> dict:
+    """A trial as a history event: its widths, MACs, last validation accuracy, epochs and FLOPs, state."""
+    progress = t.user_attrs.get("progress", {})
+    values = t.intermediate_values
+    return {"kind": "trial", "trial": t.number, "state": state_of(t), "widths": t.user_attrs.get("widths"),
+            "macs": t.user_attrs.get("macs"), "val_accuracy": values[max(values)] if values else None,
+            "epochs": progress.get("epochs", 0), "train_flops": progress.get("flops", 0.0),
+            "seconds": progress.get("seconds", 0.0), **({"error": t.user_attrs["error"]} if "error" in t.user_attrs
+                                                        else {})}
+
+
+class Search:
+    """The search of one `nas` run (its budget, space, split and study settings), run by `work` in each worker."""
+
+    def __init__(self, task: Task, cfg: NASConfig):
+        self.task, self.cfg = task, cfg
+        self.seed = task.seed if cfg.seed is None else cfg.seed   # the sampler's and the split's
+        reference = reference_widths(task.spec, cfg.target, cfg.max_macs)
+        budget = cfg.max_macs or count_macs(build_network(task.spec.with_widths(reference)), task.spec.input_shape)
+        self.space = WidthSpace(task.spec, budget, cfg.min_width, tuple(int(cfg.max_scale * w) for w in reference))
+        self.first = self.space.params(reference)   # a fresh study's first trial: the reference network
+        self.data = holdout(task.data, *validation_indices(len(task.data.y_train), cfg.val_fraction, self.seed))
+        # trials are judged on validation accuracy alone: the Trainer's train-accuracy pass shrinks to one sample
+        self.train = replace(task.train, epochs=cfg.epochs_per_trial, train_eval_samples=1)
+        self.settings = {"budget_macs": budget, "groups": self.space.groups, "low": cfg.min_width,
+                         "high": self.space.high, "epochs_per_trial": cfg.epochs_per_trial,
+                         "val_fraction": cfg.val_fraction, "seed": self.seed, "sampler": cfg.sampler,
+                         "pruner": cfg.pruner}
+
+    def work(self, tracker: Tracker) -> dict:
+        """Run trials until the asked number is claimed (by this worker or others); the study's outcome."""
+        with SharedStudy(self.task.workdir, self.cfg.trials, self.settings, SAMPLERS[self.cfg.sampler],
+                         pruner(self.cfg.pruner, self.cfg.epochs_per_trial), self.seed) as shared:
+            for t in shared.ended():   # an earlier attempt's (its history was started afresh) or another worker's
+                tracker.log(trial_event(t) | {"earlier": True})
+            while (trial := shared.claim(self.first)) is not None:
+                tracker.log(trial_event(shared.run(trial, lambda t: self.objective(t, tracker))))
+            return outcome(shared.study)
+
+    def objective(self, trial: optuna.Trial, tracker: Tracker) -> float:
+        """Train the trial's network, reporting validation accuracy after each epoch; its last one."""
+        widths = self.space.suggest(trial)
+        trial.set_user_attr("widths", list(widths))
+        torch.manual_seed(self.task.seed)   # every trial starts from the run's seed, like `fixed`
+        model = build_network(self.task.spec.with_widths(widths)).to(self.task.device)
+        trainer = Trainer(model, self.data, self.train, self.task.seed, tracker)
+        macs = trainer.macs()
+        if macs > self.space.budget:   # the cost model disagrees with fvcore: a bug, not a setting
+            raise RuntimeError(f"trial widths {widths} have {macs} MACs, over the budget {self.space.budget}")
+        trial.set_user_attr("macs", macs)
+        val_flops = 2 * macs * len(self.data.y_test)   # one forward pass of every validation sample
+        start, accuracy, evaluations = time.perf_counter(), 0.0, 0
+        record = lambda: trial.set_user_attr("progress", {"epochs": trainer.epoch,
+                                                          "flops": trainer.train_flops + evaluations * val_flops,
+                                                          "seconds": time.perf_counter() - start})
+        try:
+            for epoch in range(1, self.cfg.epochs_per_trial + 1):
+                trainer.train_epoch()
+                accuracy, evaluations = trainer.evaluate()["test_accuracy"], epoch   # on the validation split
+                record()   # each epoch: a killed worker's trial keeps its cost so far
+                trial.report(accuracy, epoch)
+                # after the last epoch the trial has cost all it will: it completes (a rung there would prune it)
+                if epoch < self.cfg.epochs_per_trial and trial.should_prune():
+                    raise optuna.TrialPruned()
+        except TrainingDiverged:
+            record()   # the diverged epoch's steps
+            raise
+        finally:
+            trainer.close()
+        return accuracy
+
+
+def outcome(study: optuna.Study) -> dict:
+    """What the search cost and found, every trial of the study counted (earlier attempts', other workers')."""
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(map(state_of, trials))
+    if not states["finished"]:
+        errors = [t.user_attrs["error"] for t in trials if "error" in t.user_attrs]
+        if errors:
+            raise TrainingDiverged(f"no trial of the search finished, {len(errors)} diverged ({errors[0]})")
+        raise ConfigError("no trial of the search ran to its last epoch; raise trials")
+    best = study.best_trial
+    return {"trials": {k: states[k] for k in ("finished", "pruned", "failed", "interrupted")},
+            "search_train_flops": sum(t.user_attrs.get("progress", {}).get("flops", 0.0) for t in trials),
+            "best_widths": best.user_attrs["widths"], "best_val_accuracy": best.value, "best_trial": best.number}
