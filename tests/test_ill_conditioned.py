@@ -108,3 +108,18 @@ def test_growth_from_singular_data_runs_to_the_end(tmp_path, colour, arch, width
     assert summary["reached_target"] or all(summary["short_of_target"].values())
     history = [json.loads(line) for line in next((tmp_path / "runs").glob("*/history.jsonl")).open()]
     assert all(math.isfinite(e["bottleneck_before"][e["layer"]]) for e in history if e.get("added"))
+
+
+def test_a_run_whose_eigendecompositions_never_converge_grows_and_says_so(tmp_path, monkeypatch):
+    """Every eigh fails (as LAPACK's did on a real data set): the SVD fallback carries the run to its target,
+    and each growth event records how many solves needed it."""
+    def failing(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+
+    monkeypatch.setattr(tiny_solve.torch.linalg, "eigh", failing)
+    summary = run("tiny", dataset="synthetic", widths="1,1", epochs=3, out=str(tmp_path / "runs"), device="cpu",
+                  wandb="disabled", options={"target": "4,4", "growth_steps": "2"})
+    assert summary["reached_target"] and math.isfinite(summary["test_loss"])
+    history = [json.loads(line) for line in next((tmp_path / "runs").glob("*/history.jsonl")).open()]
+    grown = [e for e in history if e.get("added")]
+    assert grown and all(e["solve_fallbacks"]["svd"] >= 1 for e in grown)

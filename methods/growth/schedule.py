@@ -27,7 +27,7 @@ from methods.growth import stats as gstats
 from methods.growth.config import GrowthConfig
 from methods.growth.noise import merge_halves
 from methods.growth.step import Proposal, apply, match_new_norms, mean_loss, recalibrated_norms
-from methods.growth.tiny_solve import best_move
+from methods.growth.tiny_solve import FALLBACKS, best_move
 from methods.interface import Result, Task
 from methods.nets import GrowablePair, NetSpec, build_network, parse_widths
 from methods.nets.cost import count_macs
@@ -262,6 +262,7 @@ class GrowthRun:
                   "epoch": self.trainer.epoch}
         if not pairs:
             return [{**common, "added": 0, "widths": list(model.widths), "reason": "every pair at its target"}]
+        fallbacks_before = FALLBACKS.copy()
         n = sample_size(cfg, pairs, len(data.y_train), self.positions)
         order = self.stat_order[:n]
         if getattr(self.chooser, "needs_stats", True):
@@ -271,6 +272,8 @@ class GrowthRun:
         else:   # e.g. random growth: no statistics pass to pay for
             st = dict.fromkeys(p.name for p in pairs)
         proposals = self._proposals(pairs, st)
+        if fallbacks := FALLBACKS - fallbacks_before:   # an ill-conditioned S: which fallback, how often
+            common["solve_fallbacks"] = dict(fallbacks)
         if not proposals:
             return [{**common, "added": 0, "widths": list(model.widths), "reason": "no units proposed"}]
         xl, yl = self._sample(cfg.line_search_samples)

@@ -17,6 +17,7 @@ only touches directions where they vanish.
 """
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,9 @@ from methods.growth.noise import SVD_MAX_DIM, rmt_level, split_level
 from methods.growth.stats import PairStats
 
 # σ'(0) of each activation, the slope the linearisation uses. ReLU: the right derivative.
+# How many eigendecompositions fell back, by fallback ("eigh_jitter", "svd"), in this process: growth
+# reads the change over each statistics pass into its event, so a run says when its solves needed one.
+FALLBACKS: Counter = Counter()
 SLOPE_AT_ZERO = {"identity": 1.0, "tanh": 1.0, "relu": 1.0, "relu1": 1.0, "gelu": 0.5}
 
 
@@ -114,9 +118,11 @@ def robust_eigh(S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     jitter = 1e-12 * float(sym.diagonal().abs().max().clamp_min(1e-300))
     try:
         evals, evecs = torch.linalg.eigh(sym + jitter * torch.eye(len(S), dtype=S.dtype, device=S.device))
+        FALLBACKS["eigh_jitter"] += 1
         return evals - jitter, evecs
     except torch.linalg.LinAlgError:
         U, sv, _ = torch.linalg.svd(sym)
+        FALLBACKS["svd"] += 1
         return sv.flip(0), U.flip(1)
 
 
