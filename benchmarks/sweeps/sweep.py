@@ -58,10 +58,6 @@ def fs_configs(p: Plan, runner: RunnerConfig) -> tuple[list[RunConfig], list[Out
     return configs, missing
 
 
-def unfinished(configs, runner: RunnerConfig) -> list[RunConfig]:
-    return [c for c in configs if not RunDir(runner.out, c.to_dict()).finished()]
-
-
 def to_run(configs, runner: RunnerConfig) -> list[RunConfig]:
     """Those of `configs` that have not finished; a broken record among them is named on stderr (redone)."""
     records = [RunDir(runner.out, c.to_dict()).record() for c in configs]
@@ -72,7 +68,9 @@ def to_run(configs, runner: RunnerConfig) -> list[RunConfig]:
 def wait_for(configs, runner: RunnerConfig, bar) -> None:
     """Until no other process holds any of the unfinished `configs` (an fs run needs its tiny run to have
     ended, whichever sweep ran it)."""
-    for record in (RunDir(runner.out, c.to_dict()) for c in unfinished(configs, runner)):
+    for record in (RunDir(runner.out, c.to_dict()) for c in configs):
+        if record.finished():
+            continue
         try:
             with record.lock():
                 pass
