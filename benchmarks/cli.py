@@ -50,13 +50,17 @@ def add_runner_arguments(parser) -> None:
     parser.add_argument("--data-dir", type=path_flag,
                         help="where datasets live (else $GROWBENCH_DATA_DIR, else <repo>/data)")
     parser.add_argument("--no-download", action="store_true", help="never try to download a dataset")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=RunnerConfig.channels_last,
+                        help="conv nets train in the NHWC memory format (same results within float32 round-off)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=RunnerConfig.compile,
+                        help="torch.compile the training step (a recompilation per growth step, counted as growth)")
     add_wandb_arguments(parser)
 
 
 def runner_from_args(args, out: str, force: bool = False) -> RunnerConfig:
     return RunnerConfig(out=out, device=args.device, data_dir=args.data_dir, download=not args.no_download,
                         wandb=args.wandb, wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
-                        force=force)
+                        force=force, channels_last=args.channels_last, compile=args.compile)
 
 
 def names(text: str) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ class Fixed:
     def run(self, task: Task, tracker) -> Result:
         torch.manual_seed(task.seed)
         model = build_network(task.spec).to(task.device)
-        trainer = Trainer(model, task.data, task.train, task.seed, tracker)
+        trainer = Trainer(model, task.data, task.train, task.seed, tracker, speed=task.speed)
         metrics = trainer.fit(task.train.epochs)
         trainer.close()
         return Result(model=model, train_flops=trainer.train_flops, metrics=metrics)

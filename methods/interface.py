@@ -15,6 +15,7 @@ from torch import nn
 
 from datasets import Data
 from methods.nets import NetSpec
+from methods.speed import Speed
 from methods.tracker import Tracker
 from methods.train import TrainConfig
 
@@ -29,6 +30,7 @@ class Task:
     seed: int
     device: torch.device
     workdir: Path | None = None   # the run folder, for state a later attempt resumes from (nas's study); None: none
+    speed: Speed = Speed()        # how the Trainer runs (memory format, compile, autocast): never what it computes
 
 
 @dataclass

@@ -119,7 +119,7 @@ class Prune:
         cfg = self.cfg
         torch.manual_seed(task.seed)
         model = build_network(task.spec).to(task.device)
-        trainer = Trainer(model, task.data, task.train, task.seed, tracker)
+        trainer = Trainer(model, task.data, task.train, task.seed, tracker, speed=task.speed)
         trainer.fit(task.train.epochs)
         train_flops = trainer.train_flops
         dense_widths, dense_weights = model.widths, sum(w.numel() for w in prunable(model))
@@ -140,7 +140,7 @@ class Prune:
                          **{f"{k}_before_finetune": v for k, v in metrics.items()}})
             if cfg.finetune_epochs:
                 trainer.close()
-                trainer = Trainer(model, task.data, finetune, task.seed + step, tracker)
+                trainer = Trainer(model, task.data, finetune, task.seed + step, tracker, speed=task.speed)
                 metrics = trainer.fit(cfg.finetune_epochs)
                 train_flops, steps = train_flops + trainer.train_flops, steps + trainer.step
         trainer.close()

@@ -15,6 +15,7 @@ from datasets import Data
 from methods.errors import ConfigError, TrainingDiverged
 from methods.nets.cost import TRAIN_FLOPS_PER_FORWARD, count_macs
 from methods.options import Checked
+from methods.speed import Speed
 from methods.tracker import Tracker
 
 
@@ -60,8 +61,11 @@ class Trainer:
     steps and grow, and `restart` to begin its post-growth phase with a new optimizer and LR schedule."""
 
     def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig, seed: int, tracker: Tracker,
-                 epochs: int | None = None):
-        self.model, self.data, self.cfg, self.tracker = model, data, cfg, tracker
+                 epochs: int | None = None, speed: Speed = Speed()):
+        self.model, self.data, self.cfg, self.tracker, self.speed = model, data, cfg, tracker, speed
+        self.device = data.y_train.device
+        self.layout = speed.layout(model)   # memory format of batches (NHWC for conv nets by default)
+        self.refresh()
         self.epochs = cfg.epochs if epochs is None else epochs   # length of the LR schedule
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
         self.step = self.epoch = 0
@@ -95,6 +99,31 @@ class Trainer:
                                                 step_on_epochs=False, updates_per_epoch=1)
         self.schedule_start = self.step
 
+    def refresh(self) -> None:
+        """After the model's parameters changed (growth): its memory format again, and a fresh compiled loss
+        (torch.compile's guards see the new shapes; reset, so that many growth steps do not run into its
+        recompilation limit and fall back to eager)."""
+        self.speed.prepare(self.model)
+        self.loss = self.eager_loss
+        if self.speed.compile:
+            torch.compiler.reset()
+            self.loss = torch.compile(self.eager_loss)
+
+    def eager_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with self.speed.autocast_context(self.device):
+            logits = self.model(x)
+        return F.cross_entropy(logits.float(), y)
+
+    def compile_now(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Compile the loss for the current shapes on (x, y) now, leaving the model as it was (BatchNorm's running
+        statistics restored, gradients dropped): run inside a growth section, the recompilation a growth step
+        causes is counted as growth."""
+        buffers = [b.clone() for b in self.model.buffers()]
+        self.loss(x, y).backward()
+        for b, saved in zip(self.model.buffers(), buffers, strict=True):
+            b.copy_(saved)
+        self.optimizer.zero_grad(set_to_none=True)
+
     def macs(self) -> int:
         widths = self.model.widths
         if widths not in self._macs:
@@ -117,7 +146,8 @@ class Trainer:
                 loss = None
                 flops_per_sample = TRAIN_FLOPS_PER_FORWARD * 2 * self.macs()  # widths may have grown
                 for x, y in batches:
-                    loss = F.cross_entropy(self.model(x), y)
+                    x = x.contiguous(memory_format=self.layout)   # no copy when the data is stored so
+                    loss = self.loss(x, y)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
@@ -135,6 +165,10 @@ class Trainer:
             if not done:
                 hook()
                 self.model.train()
+                with self.tracker.clock.section("growth"):
+                    self.refresh()
+                    if self.speed.compile:
+                        self.compile_now(x, y)
         mean_loss = float(total) / seen  # one device sync per epoch, not per step
         self.epoch += 1
         if not math.isfinite(mean_loss):
@@ -152,13 +186,16 @@ class Trainer:
             x_train, y_train = (self.data.x_train, self.data.y_train) if idx is None else \
                 (self.data.x_train[idx], self.data.y_train[idx])
             for split, x, y in (("test", self.data.x_test, self.data.y_test), ("train", x_train, y_train)):
-                correct = loss = 0.0
+                # summed on the device: one host sync per split, not per batch
+                correct, loss = (torch.zeros((), device=self.device, dtype=torch.float64) for _ in range(2))
                 for i in range(0, len(y), self.cfg.eval_batch_size):
-                    logits = self.model(x[i:i + self.cfg.eval_batch_size])
+                    xb = x[i:i + self.cfg.eval_batch_size].contiguous(memory_format=self.layout)
+                    with self.speed.autocast_context(self.device):
+                        logits = self.model(xb).float()
                     yb = y[i:i + self.cfg.eval_batch_size]
-                    loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-                    correct += float((logits.argmax(1) == yb).sum())
-                out[f"{split}_accuracy"], out[f"{split}_loss"] = correct / len(y), loss / len(y)
+                    loss += F.cross_entropy(logits, yb, reduction="sum")
+                    correct += (logits.argmax(1) == yb).sum()
+                out[f"{split}_accuracy"], out[f"{split}_loss"] = float(correct) / len(y), float(loss) / len(y)
         return out
 
     def fit(self, epochs: int) -> dict:

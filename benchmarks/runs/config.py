@@ -37,3 +37,5 @@ class RunnerConfig:
     wandb_project: str = "growbench"
     wandb_entity: str | None = None
     force: bool = False              # redo a finished run (the old folder is kept, renamed)
+    channels_last: bool = True       # conv nets train NHWC (methods.speed): same results, faster
+    compile: bool = False            # torch.compile the training loss (methods.speed)

@@ -21,6 +21,7 @@ from methods import make_method
 from methods.interface import Task
 from methods.nets import NetSpec
 from methods.nets.cost import count_macs, count_params
+from methods.speed import Speed, configure_device
 
 
 def resolve_device(name: str) -> torch.device:
@@ -83,10 +84,12 @@ def attempt(config: RunConfig, runner: RunnerConfig, record: RunDir, method, dat
     error, which is raised on. No summary.json either way, so the run is redone next time."""
     commit = git_commit()   # the code that runs: read now, the checkout may move during a long run
     clock = Clock(device)
+    configure_device(device)
     try:
         with Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity) as tracker:
             task = Task(data, NetSpec(config.arch, config.widths, data.input_shape, data.num_classes), config.train,
-                        config.seed, device, workdir=record.path)
+                        config.seed, device, workdir=record.path,
+                        speed=Speed(channels_last=runner.channels_last, compile=runner.compile))
             result = method.run(task, tracker)
             summary = summarise(config, record, result, data, device, clock, commit)
             tracker.finish(summary)

@@ -106,7 +106,7 @@ class GrowthRun:
         self.target = dict(zip((p.name for p in self.model.growable_pairs()), target_widths(cfg, task.spec),
                                strict=True))
         # The growth phase at the peak LR; the post-growth phase restarts the configured schedule.
-        self.trainer = Trainer(self.model, task.data, task.train, task.seed, tracker)
+        self.trainer = Trainer(self.model, task.data, task.train, task.seed, tracker, speed=task.speed)
         self.every = max(1, round(cfg.grow_every * self.trainer.steps_per_epoch))   # optimizer steps
         self.total_steps = task.train.epochs * self.trainer.steps_per_epoch
         if (cfg.growth_steps - 1) * self.every >= self.total_steps:   # the last step needs training after it

@@ -103,7 +103,7 @@ class Search:
         trial.set_user_attr("widths", list(widths))
         torch.manual_seed(self.task.seed)   # every trial starts from the run's seed, like `fixed`
         model = build_network(self.task.spec.with_widths(widths)).to(self.task.device)
-        trainer = Trainer(model, self.data, self.train, self.task.seed, tracker)
+        trainer = Trainer(model, self.data, self.train, self.task.seed, tracker, speed=self.task.speed)
         macs = trainer.macs()
         if macs > self.space.budget:   # the cost model disagrees with fvcore: a bug, not a setting
             raise RuntimeError(f"trial widths {widths} have {macs} MACs, over the budget {self.space.budget}")
