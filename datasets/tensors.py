@@ -27,6 +27,8 @@ class Data:
     y_test: torch.Tensor  # (M,)
     num_classes: int
     augment: bool = False  # random crop + horizontal flip on train batches (32x32 images)
+    x_val: torch.Tensor | None = None  # (V, C, H, W) held out of the training set (split_validation), else None
+    y_val: torch.Tensor | None = None  # (V,)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -56,6 +58,26 @@ class Data:
             raise DataError(f"training subset size must be between 1 and {len(self.y_train)}, got {n}")
         keep = torch.randperm(len(self.y_train), generator=generator)[:n].to(self.y_train.device)
         return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep])
+
+    def split_validation(self, fraction: float, seed: int) -> "Data":
+        """The training set split in two by a seeded permutation: its first round(fraction · N) samples (at least
+        1, at most N − 1) become the validation set, the rest the training set. Disjoint, together all N; the
+        test set unchanged."""
+        train, val = validation_indices(len(self.y_train), fraction, seed)
+        train, val = train.to(self.y_train.device), val.to(self.y_train.device)
+        return replace(self, x_train=self.x_train[train], y_train=self.y_train[train], x_val=self.x_train[val],
+                       y_val=self.y_train[val])
+
+
+def validation_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, validation) indices of n samples: a seeded permutation, its first round(fraction · n) (at least
+    1, at most n − 1) held out. Disjoint, together all n."""
+    if n < 2 or not 0 < fraction < 1:
+        raise DataError(f"a validation split needs a fraction in (0, 1) and at least 2 training samples; got "
+                        f"fraction {fraction} of {n} samples")
+    n_val = min(n - 1, max(1, round(fraction * n)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:], order[:n_val]
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = CROP_PAD) -> torch.Tensor:

@@ -36,6 +36,7 @@ class TrainConfig(Checked):
     eval_batch_size: int = 256       # samples per forward pass at evaluation (larger is slower on CPU)
     train_eval_samples: int = 10000  # train accuracy is measured on this many training samples (seeded)
     train_subset: int = 0            # >0: train on this many samples (seeded choice) instead of all
+    val_split: float = 0.0           # >0: this fraction of the training set held out (seeded) for val_accuracy
 
     what = "training setting"
 
@@ -48,11 +49,11 @@ class TrainConfig(Checked):
               "eval_batch_size": self.eval_batch_size >= 1, "lr": 0 < self.lr < math.inf,
               "momentum": 0 <= self.momentum < 1, "weight_decay": 0 <= self.weight_decay < math.inf,
               "warmup_epochs": self.warmup_epochs >= 0, "train_eval_samples": self.train_eval_samples >= 1,
-              "train_subset": self.train_subset >= 0}
+              "train_subset": self.train_subset >= 0, "val_split": 0 <= self.val_split < 1}
         bad = [name for name, fine in ok.items() if not fine]
         if bad:
             raise ConfigError(f"training setting {bad[0]}={getattr(self, bad[0])} is out of range (epochs and "
-                              "batch sizes >= 1, lr > 0, momentum in [0, 1), the others >= 0)")
+                              "batch sizes >= 1, lr > 0, momentum and val_split in [0, 1), the others >= 0)")
 
 
 class Trainer:
@@ -61,8 +62,8 @@ class Trainer:
     steps and grow, and `restart` to begin its post-growth phase with a new optimizer and LR schedule."""
 
     def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig, seed: int, tracker: Tracker,
-                 epochs: int | None = None, speed: Speed = Speed()):
-        self.model, self.data, self.cfg, self.tracker, self.speed = model, data, cfg, tracker, speed
+                 epochs: int | None = None, speed: Speed | None = None):
+        self.model, self.data, self.cfg, self.tracker, self.speed = model, data, cfg, tracker, speed or Speed()
         self.device = data.y_train.device
         self.layout = speed.layout(model)   # memory format of batches (NHWC for conv nets by default)
         self.refresh()
@@ -178,14 +179,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Test and train accuracy (train on cfg.train_eval_samples samples, seeded), eval mode."""
+        """Test and train accuracy (train on cfg.train_eval_samples samples, seeded), and validation accuracy when
+        the data has a validation split; eval mode."""
         self.model.eval()
         out = {}
         with self.tracker.clock.section("eval"):
             idx = self.train_eval_idx
             x_train, y_train = (self.data.x_train, self.data.y_train) if idx is None else \
                 (self.data.x_train[idx], self.data.y_train[idx])
-            for split, x, y in (("test", self.data.x_test, self.data.y_test), ("train", x_train, y_train)):
+            splits = [("test", self.data.x_test, self.data.y_test), ("train", x_train, y_train)]
+            if self.data.y_val is not None:
+                splits.append(("val", self.data.x_val, self.data.y_val))
+            for split, x, y in splits:
                 # summed on the device: one host sync per split, not per batch
                 correct, loss = (torch.zeros((), device=self.device, dtype=torch.float64) for _ in range(2))
                 for i in range(0, len(y), self.cfg.eval_batch_size):

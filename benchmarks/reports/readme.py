@@ -32,6 +32,7 @@ def run_flags(config: dict) -> str:
         flags += ["--train-subset", str(train["train_subset"])] if train.get("train_subset") else []
         flags += ["--train-eval-samples", str(train["train_eval_samples"])] \
             if train.get("train_eval_samples", 10000) != 10000 else []
+        flags += ["--val-split", str(train["val_split"])] if train.get("val_split") else []
     flags += [x for k, v in options.items() for x in ("-o", f"{k}={'none' if v is None else v}")]
     return " ".join(flags + ["--seed", "S"])
 

@@ -10,6 +10,9 @@ if TYPE_CHECKING:   # the CLI imports this module for --help: no torch at import
     from methods.train import TrainConfig
 
 
+LATER_SETTINGS = {"val_split": 0.0}   # TrainConfig field -> the default at which config.json leaves it out
+
+
 @dataclass(frozen=True)
 class RunConfig:
     method: str                      # a registered method name (canonical, aliases resolved)
@@ -22,7 +25,13 @@ class RunConfig:
     options: dict = field(default_factory=dict)   # method options, typed (methods.registry.parse_options)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """config.json, whose hash names the run. Training settings added after records existed are left out
+        at their default, so that those records keep their run ids."""
+        out = asdict(self)
+        for key, default in LATER_SETTINGS.items():
+            if out["train"][key] == default:
+                del out["train"][key]
+        return out
 
 
 @dataclass(frozen=True)

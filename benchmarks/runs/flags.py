@@ -23,6 +23,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got '{text}'") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {value}")
+    return value
+
+
 def given(text: str) -> str:
     """A flag's value that says something: an empty one would otherwise quietly mean the default."""
     if not text.strip():
@@ -87,6 +97,9 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--train-subset", type=positive_int, help="train on this many samples only")
     run.add_argument("--train-eval-samples", type=positive_int,
                      help="measure train accuracy on this many training samples each epoch (default 10000)")
+    run.add_argument("--val-split", type=fraction, metavar="FRACTION",
+                     help="hold out this fraction of the training set (seeded) and record validation accuracy "
+                          "next to test accuracy (default: none)")
     run.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                      help="random-crop + flip (default: on for 32x32 colour images)")
     run.add_argument("--from-run", metavar="RUN_ID", type=given,
@@ -119,7 +132,8 @@ def config_from_args(args) -> RunConfig:
             raise UserError("--from-run is an option of --method fs")
         options["from_run"] = args.from_run
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "augment": args.augment,
-             "train_subset": args.train_subset, "train_eval_samples": args.train_eval_samples}
+             "train_subset": args.train_subset, "train_eval_samples": args.train_eval_samples,
+             "val_split": args.val_split}
     return resolve(args.method, args.dataset, args.arch, args.widths, args.seed, options, args.out, **train)
 
 

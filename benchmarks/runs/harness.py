@@ -69,6 +69,8 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
                             download=runner.download)
         if config.train.train_subset:
             data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
+        if config.train.val_split:
+            data = data.split_validation(config.train.val_split, config.seed)
         record.start(force=runner.force)
         return attempt(config, runner, record, method, data, device), record, False
 
@@ -122,8 +124,10 @@ def summarise(config: RunConfig, record: RunDir, result, data, device: torch.dev
         "train_flops": result.train_flops + result.growth_flops, "growth_flops": result.growth_flops,
         "test_accuracy": result.metrics.get("test_accuracy"),
         "train_accuracy": result.metrics.get("train_accuracy"),
+        "val_accuracy": result.metrics.get("val_accuracy"), "val_loss": result.metrics.get("val_loss"),
         "test_loss": result.metrics.get("test_loss"), "train_loss": result.metrics.get("train_loss"),
         "epochs": config.train.epochs, "n_train": len(data.y_train),
+        "n_val": 0 if data.y_val is None else len(data.y_val),
         "wall_clock_s": clock.total(), "cpu_s": clock.cpu_total(),
         **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
         "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
