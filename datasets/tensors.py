@@ -59,6 +59,12 @@ class Data:
         keep = torch.randperm(len(self.y_train), generator=generator)[:n].to(self.y_train.device)
         return replace(self, x_train=self.x_train[keep], y_train=self.y_train[keep])
 
+    def in_memory_format(self, fmt: torch.memory_format) -> "Data":
+        """Every image tensor stored in `fmt` (torch.channels_last: NHWC), so that batches, index lookups of it,
+        come out in that format without a copy per step."""
+        to = lambda x: None if x is None else x.contiguous(memory_format=fmt)
+        return replace(self, x_train=to(self.x_train), x_test=to(self.x_test), x_val=to(self.x_val))
+
     def split_validation(self, fraction: float, seed: int) -> "Data":
         """The training set split in two by a seeded permutation: its first round(fraction · N) samples (at least
         1, at most N − 1) become the validation set, the rest the training set. Disjoint, together all N; the

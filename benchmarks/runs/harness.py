@@ -71,6 +71,8 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
             data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
         if config.train.val_split:
             data = data.split_validation(config.train.val_split, config.seed)
+        if runner.channels_last and config.arch != "mlp":   # conv nets train NHWC (methods.speed)
+            data = data.in_memory_format(torch.channels_last)
         record.start(force=runner.force)
         return attempt(config, runner, record, method, data, device), record, False
 
