@@ -65,7 +65,7 @@ class Trainer:
                  epochs: int | None = None, speed: Speed | None = None):
         self.model, self.data, self.cfg, self.tracker, self.speed = model, data, cfg, tracker, speed or Speed()
         self.device = data.y_train.device
-        self.layout = speed.layout(model)   # memory format of batches (NHWC for conv nets by default)
+        self.layout = self.speed.layout(model)   # memory format of batches (NHWC for conv nets by default)
         self.refresh()
         self.epochs = cfg.epochs if epochs is None else epochs   # length of the LR schedule
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
@@ -105,6 +105,7 @@ class Trainer:
         (torch.compile's guards see the new shapes; reset, so that many growth steps do not run into its
         recompilation limit and fall back to eager)."""
         self.speed.prepare(self.model)
+        self.prepared = self.model.widths   # the widths this was done for
         self.loss = self.eager_loss
         if self.speed.compile:
             torch.compiler.reset()
@@ -138,6 +139,8 @@ class Trainer:
         not counted as training time.
         """
         self.model.train()
+        if self.model.widths != self.prepared:   # grown between epochs (a growth run's step 0)
+            self.refresh()
         batches = self.data.train_batches(self.cfg.batch_size, self.generator)
         total, seen = torch.zeros((), device=self.data.y_train.device), 0
         done = False
