@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from methods.growth.noise import rmt_level
 from methods.growth.stats import PairStats, collect
-from methods.growth.tiny_solve import MIN_GAIN, best_move, solve
+from methods.growth.tiny_solve import MIN_GAIN, best_move, solve, thin_svd
 from methods.nets import NetSpec, build_network
 from methods.nets.mlp import MLP
 
@@ -411,3 +411,17 @@ def test_significance_planted_rank_is_kept_exactly(rank):
     close(Q @ Q.T @ V, V, rtol=0, atol=0.1)
     # and with significance 0 the cap decides
     assert solve(st, max_neurons=8, significance=0.0).k == 8
+
+
+@pytest.mark.parametrize("shape", [(300, 20), (20, 300), (50, 40)])
+def test_thin_svd_is_the_thin_svd(shape):
+    """QR + the SVD of R (tall), its transpose (wide), LAPACK's SVD otherwise: the same triplets."""
+    X = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    X = X * torch.logspace(0, -4, shape[1], dtype=torch.float64)   # distinct, spread singular values
+    U, lam, Vh = thin_svd(X)
+    U0, lam0, Vh0 = torch.linalg.svd(X, full_matrices=False)
+    torch.testing.assert_close(lam, lam0, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close((U * lam) @ Vh, X, rtol=0, atol=1e-12)
+    signs = (U * U0).sum(0).sign()   # singular vectors up to sign
+    torch.testing.assert_close(U * signs, U0, rtol=0, atol=1e-8)
+    torch.testing.assert_close(Vh * signs[:, None], Vh0, rtol=0, atol=1e-8)

@@ -56,11 +56,14 @@ def phase_frames(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple,
     (ytaps, yph, _), (xtaps, xph, Fx) = (phase_axis(x.shape[2 + i], conv.kernel_size[i], conv.padding[i],
                                                     conv.stride[i]) for i in range(2))
     Z = x.new_zeros(len(yph), len(xph), max(r[1] for r in yph), Fx, n, C)
-    # x as (H·W, n·C) first: a copy from a transposed 2-D view takes torch's blocked transpose (2x faster
-    # on CPU than one permuted 4-D copy at 32x32); then each phase's rows of n·C floats move in blocks.
-    pixels = torch.empty(math.prod(x.shape[2:]), n * C, dtype=x.dtype, device=x.device)
-    pixels.copy_(x.reshape(n * C, -1).t())
-    pixels = pixels.view(*x.shape[2:], n, C)
+    if x.is_contiguous(memory_format=torch.channels_last):   # NHWC (methods/speed.py): rows of C floats
+        pixels = x.permute(2, 3, 0, 1)                         # already; a view, no copy
+    else:
+        # x as (H·W, n·C) first: a copy from a transposed 2-D view takes torch's blocked transpose (2x faster
+        # on CPU than one permuted 4-D copy at 32x32); then each phase's rows of n·C floats move in blocks.
+        pixels = torch.empty(math.prod(x.shape[2:]), n * C, dtype=x.dtype, device=x.device)
+        pixels.copy_(x.reshape(n * C, -1).t())
+        pixels = pixels.view(*x.shape[2:], n, C)
     for ry, (y0, y1, iy) in enumerate(yph):
         for rx, (x0, x1, ix) in enumerate(xph):
             Z[ry, rx, y0:y1, x0:x1] = pixels[iy::conv.stride[0], ix::conv.stride[1]][:y1 - y0, :x1 - x0]

@@ -184,6 +184,21 @@ def top_singular(W, N: torch.Tensor, q: int, niter: int = 6):
     return Q @ Ub, lam, Vh
 
 
+def thin_svd(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """torch.linalg.svd(X, full_matrices=False), for a tall X (m >= 2n) through its QR factorisation X = QR
+    and the SVD of the n×n R: the same decomposition (Householder QR is the first step of LAPACK's own
+    tall-matrix path), ~2x faster on CPU for W2 N at ResNet-18's last blocks (4608 x 512) than gesdd, whose
+    vectors for a tall matrix cost more than QR + an n×n SVD. A wide X goes through its transpose."""
+    if X.shape[1] > 2 * X.shape[0]:
+        V, lam, Uh = thin_svd(X.mT)
+        return Uh.mT, lam, V.mT
+    if X.shape[0] < 2 * X.shape[1]:
+        return torch.linalg.svd(X, full_matrices=False)
+    Q, R = torch.linalg.qr(X)                          # (m, n), (n, n)
+    Ur, lam, Vh = torch.linalg.svd(R)
+    return Q @ Ur, lam, Vh
+
+
 def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: float = 1e-6,
           W2: torch.Tensor | None = None) -> PairSolution:
     """ΔW*, bottleneck and the best `K <= max_neurons` significant neurons of one pair.
@@ -199,7 +214,7 @@ def solve(st: PairStats, max_neurons: int, significance: float = 1.0, rel_eps: f
     if min(N.shape) > SVD_MAX_DIM:   # e.g. full conv fan-out, 4608 x 4608: K <= max_neurons are needed
         U, lam, Vh = top_singular(W2, N, q=min(max_neurons + 16, min(N.shape)))
     else:
-        U, lam, Vh = torch.linalg.svd(W2 @ N, full_matrices=False)   # W2 N (d2, dout): singular values λ
+        U, lam, Vh = thin_svd(W2 @ N)              # W2 N (d2, dout): singular values λ
     if significance == 0:      # no gate: the noise level would multiply zero
         noise = 0.0
     elif st.half_diff is None:   # independent rows (noise.py)

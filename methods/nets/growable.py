@@ -31,10 +31,27 @@ class GrowablePair:
         return self.first.weight.shape[0]
 
 
-def _grow_param(param: nn.Parameter, extra: torch.Tensor, dim: int, optimizer=None) -> None:
-    """Concatenate `extra` to `param` along `dim`, keeping the Parameter object and optimizer state."""
+def memory_format(*weights: torch.Tensor) -> torch.memory_format:
+    """The memory format of a pair's conv weights, which the tensors replacing them keep: channels-last when
+    one of them is stored so (a channels-last model, methods/speed.py), else contiguous. (A weight with one
+    input or output channel is both, so the pair's weights decide together.) torch.cat and index_select
+    return contiguous tensors from such inputs, which would turn a channels-last conv back."""
+    cl = any(w.dim() == 4 and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+             for w in weights)
+    return torch.channels_last if cl else torch.contiguous_format
+
+
+def in_format(t: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """t in memory format `fmt` if it is 4-D (no copy when it already is); other tensors as they are."""
+    return t.contiguous(memory_format=fmt) if t.dim() == 4 else t
+
+
+def _grow_param(param: nn.Parameter, extra: torch.Tensor, dim: int, optimizer=None,
+                fmt: torch.memory_format = torch.contiguous_format) -> None:
+    """Concatenate `extra` to `param` along `dim`, keeping the Parameter object and optimizer state; 4-D
+    tensors (the parameter, its momentum) in memory format `fmt`."""
     old_shape = param.shape
-    param.data = torch.cat([param.data, extra.to(param.dtype)], dim=dim)
+    param.data = in_format(torch.cat([param.data, extra.to(param.dtype)], dim=dim), fmt)
     param.grad = None
     if optimizer is None or param not in optimizer.state:
         return
@@ -43,7 +60,7 @@ def _grow_param(param: nn.Parameter, extra: torch.Tensor, dim: int, optimizer=No
         if torch.is_tensor(value) and value.shape == old_shape:
             pad_shape = list(old_shape)
             pad_shape[dim] = extra.shape[dim]
-            state[key] = torch.cat([value, value.new_zeros(pad_shape)], dim=dim)
+            state[key] = in_format(torch.cat([value, value.new_zeros(pad_shape)], dim=dim), fmt)
 
 
 @torch.no_grad()
@@ -60,11 +77,12 @@ def add_units(pair: GrowablePair, fan_in: torch.Tensor, fan_out: torch.Tensor,
     first, second = pair.first, pair.second
     if fan_out.shape[1] != k:
         raise ValueError(f"fan_out has {fan_out.shape[1]} new units, fan_in has {k}")
-    _grow_param(first.weight, fan_in, 0, optimizer)
+    fmt = memory_format(first.weight, second.weight)
+    _grow_param(first.weight, fan_in, 0, optimizer, fmt)
     if first.bias is not None:
         bias = fan_in_bias if fan_in_bias is not None else fan_in.new_zeros(k)
         _grow_param(first.bias, bias, 0, optimizer)
-    _grow_param(second.weight, fan_out, 1, optimizer)
+    _grow_param(second.weight, fan_out, 1, optimizer, fmt)
     for bn in pair.between:
         _grow_param(bn.weight, bn.weight.new_ones(k), 0, optimizer)
         _grow_param(bn.bias, bn.bias.new_zeros(k), 0, optimizer)
@@ -83,8 +101,9 @@ def keep_units(pair: GrowablePair, keep: torch.Tensor) -> None:
     params = [(first.weight, 0), (second.weight, 1)]   # (parameter, its dim of hidden units)
     params += [(first.bias, 0)] if first.bias is not None else []
     params += [(t, 0) for bn in pair.between for t in (bn.weight, bn.bias)]
+    fmt = memory_format(first.weight, second.weight)
     for param, dim in params:
-        param.data = param.data.index_select(dim, keep)
+        param.data = in_format(param.data.index_select(dim, keep), fmt)
         param.grad = None
     for bn in pair.between:
         bn.running_mean = bn.running_mean[keep]

@@ -1,0 +1,92 @@
+"""Growth on a channels-last network (methods/speed.py: conv weights and images NHWC) computes what it computes
+on the NCHW one: the statistics agree within float32 round-off, a growth step at γ = 0 keeps the function and
+leaves the grown weights channels-last, and a short TINY run ends at the same widths and accuracies."""
+
+import copy
+
+import pytest
+import torch
+
+from benchmarks.runs.config import RunConfig, RunnerConfig
+from benchmarks.runs.harness import run
+from methods.growth.stats import collect
+from methods.growth.step import apply
+from methods.nets import NetSpec, build_network, parse_widths
+from methods.tiny import TinyChooser, TinyConfig
+from methods.train import TrainConfig
+
+CL = torch.channels_last
+NETS = [("resnet18", "1/32"), ("vgg", "1/32")]
+
+
+def channels_last(t: torch.Tensor) -> bool:
+    """Stored NHWC, and not also NCHW (a tensor with one channel or a 1x1 map is both)."""
+    return t.is_contiguous(memory_format=CL) and not t.is_contiguous()
+
+
+def nets(arch: str, widths: str, n: int = 24):
+    """(NCHW model, channels-last copy with the same weights, NCHW images, the same images NHWC, labels)."""
+    torch.manual_seed(0)
+    model = build_network(NetSpec(arch, parse_widths(widths, arch), (3, 16, 16), 10))
+    x, y = torch.randn(n, 3, 16, 16), torch.randint(0, 10, (n,))
+    cl = copy.deepcopy(model).to(memory_format=CL)
+    assert any(channels_last(p) for p in cl.parameters())
+    return model, cl, x, x.contiguous(memory_format=CL), y
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("arch,widths", NETS)
+@pytest.mark.parametrize("fan_out", ["full", "centre"])
+@pytest.mark.parametrize("norms", ["train", "eval"])
+def test_statistics_of_a_channels_last_model_equal_the_nchw_ones(arch, widths, fan_out, norms):
+    model, cl, x, x_cl, y = nets(arch, widths)
+    ref, _, _ = collect(model, model.growable_pairs(), x, y, fan_out=fan_out, norms=norms, batch_size=16)
+    got, _, _ = collect(cl, cl.growable_pairs(), x_cl, y, fan_out=fan_out, norms=norms, batch_size=16)
+    for name, r in ref.items():
+        g = got[name]
+        for key in ("S1", "M1", "S2", "M2", "C"):
+            assert rel_err(getattr(g, key), getattr(r, key)) < 1e-5, (name, key)
+        assert abs(g.gsq - r.gsq) <= 1e-5 * r.gsq
+
+
+@pytest.mark.parametrize("arch,widths", NETS)
+def test_a_growth_step_at_zero_amplitude_keeps_a_channels_last_function_and_format(arch, widths):
+    _, cl, _, x_cl, y = nets(arch, widths, n=32)
+    cl.eval()
+    with torch.no_grad():
+        before = cl(x_cl)
+    pairs = cl.growable_pairs()
+    st, _, _ = collect(cl, pairs, x_cl, y)
+    chooser = TinyChooser(TinyConfig(move_existing=True))
+    props = [chooser.propose(p, st[p.name], 2, torch.Generator()) for p in pairs]   # before any pair grows
+    props = [q for q in props if q is not None]
+    assert len(props) >= len(pairs) - 1
+    for prop in props:
+        apply(prop, 0.0)   # γ = 0: zero fan-in, fan-out and move (padded where a neighbour grew: VGG)
+        weights = [w for w in (prop.pair.first.weight, prop.pair.second.weight) if w.dim() == 4]
+        assert all(channels_last(w) for w in weights), prop.pair.name
+    with torch.no_grad():
+        after = cl(x_cl)
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
+
+
+def tiny_run(tmp_path, channels_last: bool) -> dict:
+    config = RunConfig(method="tiny", dataset="synthetic-image", arch="resnet18", widths=(1,) * 8, seed=0,
+                       train=TrainConfig(epochs=1, batch_size=32, lr=0.01),
+                       options={"target": "2,2,3,3,3,3,4,4", "growth_steps": 3, "grow_every": 0.25,
+                                "min_samples": 32, "max_samples": 32, "line_search_samples": 64, "after_samples": 0})
+    runner = RunnerConfig(out=str(tmp_path / str(channels_last)), device="cpu", wandb="disabled",
+                          channels_last=channels_last)
+    return run(config, runner)[0]
+
+
+def test_a_tiny_run_channels_last_ends_where_the_nchw_run_ends(tmp_path):
+    nhwc, nchw = tiny_run(tmp_path, True), tiny_run(tmp_path, False)
+    assert nhwc["widths"] == nchw["widths"]
+    for key in ("test_accuracy", "train_accuracy"):
+        assert abs(nhwc[key] - nchw[key]) <= 1 / 256, key   # at most one image of synthetic-image's 256
+    # float32 round-off (~1e-7) grows through 3 line searches and 8 SGD steps to ~1e-3 of the loss
+    assert nhwc["test_loss"] == pytest.approx(nchw["test_loss"], rel=1e-2)
