@@ -13,7 +13,10 @@
 (c) run: a whole `run --method ours` on MNIST with its defaults against `fixed` at the widths it ended
     with, for the same epochs (one run each, records in a temporary folder, wandb disabled); wall-clock
     and CPU-time ratios (benchmarks/studies/claims.py reuses it for the talk's "reasonable runtime").
-(d) device: on a GPU everything runs there, CUDA-synchronised, with the precision settings recorded.
+(d) train: training throughput, images/s of the project's Trainer against the textbook PyTorch loop on the same
+    network and batches, eager NCHW / channels-last / compiled, for the MLP, VGG and ResNet-18 at 1/64 and 1/4,
+    beside the float32 matmul rate (benchmarks/studies/perf_train.py).
+(e) device: on a GPU everything runs there, CUDA-synchronised, with the precision settings recorded.
 
 Times are medians over --repeats calls after one warm-up call on the first WARMUP samples. The load
 average is recorded before and after each part: timings taken while other processes run are not final.
@@ -34,6 +37,7 @@ import torch
 from benchmarks.errors import UserError
 from benchmarks.runs.harness import device_name
 from benchmarks.runs.preflight import check_file
+from benchmarks.studies import perf_train
 from datasets import load_dataset
 from methods.growth.stats import collect
 from methods.growth.tiny_solve import solve
@@ -215,6 +219,7 @@ def measure(repeats: int, quick: bool) -> dict:
         "step": lambda: step_case(*((QUICK_STEP, QUICK_STEP_BLOCKS, QUICK_STEP_K) if quick
                                     else (STEP, STEP_BLOCKS, STEP_K)), device, repeats, sync),
         "run": lambda: run_case(device, QUICK_RUN, growth=QUICK_GROWTH) if quick else run_case(device, []),
+        "train": lambda: perf_train.measure(repeats, quick, device, sync),
     }
     for name, fn in parts.items():
         before = os.getloadavg()[0]
@@ -259,6 +264,8 @@ def format_result(r: dict) -> str:
         lines.append(f"{name:<8}{v['wall_clock_s']:>9.1f}{v['train_s']:>9.1f}{v['growth_s']:>9.1f}{v['eval_s']:>8.1f}"
                      f"  {','.join(map(str, v['widths']))} ({v['epochs']} epochs, test acc {v['test_accuracy']:.4f})")
     lines.append(f"tiny/fixed time ratio: {w['ratio']:.2f} (CPU time: {w['cpu_ratio']:.2f})")
+    lines += ["", f"(d) training throughput, Trainer vs the plain PyTorch loop   [{load('train')}]",
+              *perf_train.format_part(r["train"])]
     return "\n".join(lines)
 
 
