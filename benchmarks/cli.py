@@ -1,4 +1,4 @@
-"""Command line: `python -m benchmarks run|list|sweep|report|one-step|fan-out|perf|claims`.
+"""Command line: `python -m benchmarks run|list|sweep|report|search-worker|one-step|fan-out|perf|claims`.
 
 Argument parsing and dispatch only; each command imports what it needs when it runs, so `--help` starts in
 well under a second. Bad input is one line on stderr and exit code 2, whichever layer finds it.
@@ -29,7 +29,12 @@ def build_parser() -> Parser:
     run = sub.add_parser("run", help="run one method on one dataset and write its record")
     add_run_arguments(run)
     run.add_argument("--force", action="store_true", help="redo a finished run (its old folder is kept aside)")
+    add_search_workers(run)
     add_runner_arguments(run)
+    worker = sub.add_parser("search-worker", help="one more worker of the search of a nas run in progress (the run's "
+                                                  "flags, --out included): trials until none is left, then exit")
+    add_run_arguments(worker)
+    add_runner_arguments(worker)
     listing = sub.add_parser("list", help="list methods, datasets and architectures; --method M: M's options")
     listing.add_argument("--method", type=given, help="show this method's options: type, default, help")
     add_sweep_parser(sub)
@@ -42,6 +47,12 @@ def add_wandb_arguments(parser) -> None:
     parser.add_argument("--wandb", default=RunnerConfig.wandb, choices=("offline", "online", "disabled"))
     parser.add_argument("--wandb-project", type=wandb_project, default=RunnerConfig.wandb_project)
     parser.add_argument("--wandb-entity", type=given)
+
+
+def add_search_workers(parser) -> None:
+    parser.add_argument("--search-workers", type=positive_int, default=1, metavar="N",
+                        help="nas: N workers share each search, the run's process and N - 1 more (processes here; "
+                             "with --launcher submitit, jobs)")
 
 
 def add_runner_arguments(parser) -> None:
@@ -86,6 +97,7 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("--gpus", type=int, default=0, help="submitit: GPUs per job")
     p.add_argument("--cpus", type=positive_int, default=4, help="submitit: CPU cores per job")
     p.add_argument("--time", type=positive_int, default=240, help="submitit: a job's time limit (minutes)")
+    add_search_workers(p)
     add_runner_arguments(p)
 
 
@@ -136,15 +148,25 @@ def add_study_parsers(sub) -> None:
 
 
 def cmd_run(args) -> None:
+    from benchmarks.errors import UserError
     from benchmarks.runs import preflight
     from benchmarks.runs.flags import config_from_args
     from benchmarks.runs.harness import format_summary, run
+    from benchmarks.sweeps import search_workers
+    from benchmarks.sweeps.launchers import workers
 
     preflight.check_device(args.device)
     preflight.check_folder(args.out, "--out")
     config = config_from_args(args)
+    if args.search_workers > 1 and config.method != "nas":
+        raise UserError(f"--search-workers is for --method nas (a search), not {config.method}")
     preflight.check_fits(config, args.device)
-    summary, record, skipped = run(config, runner_from_args(args, args.out, args.force))
+    runner = runner_from_args(args, args.out, args.force)
+    helpers = search_workers.start(config, runner, args.search_workers, workers(args.device)[0])
+    try:
+        summary, record, skipped = run(config, runner)
+    finally:
+        search_workers.stop(helpers)
     if skipped:
         print(f"already finished: {record.path} (use --force to redo it)")
     print(format_summary(summary))
@@ -187,15 +209,28 @@ def cmd_sweep(args) -> int:
     todo = plan(out, args.preset, args.methods, args.datasets, seeds)
     for config in todo.runs:   # fs runs retrain tiny's final widths, which are its target: checked with it
         preflight.check_fits(config, args.device)
-    launcher = Local() if args.launcher == "local" else Submitit(
+    launcher = Local(args.search_workers) if args.launcher == "local" else Submitit(
         str(Path(args.results) / "submitit"), partition=args.partition, gpus=args.gpus, cpus=args.cpus,
-        time_min=args.time)
+        time_min=args.time, search_workers=args.search_workers)
     start = time.perf_counter()
     print(f"sweep {todo.description}\n{len(todo.runs) + len(todo.fs_from)} runs, records in {out}", file=sys.stderr)
     outcomes, skipped = sweep(todo, runner_from_args(args, out), launcher)
     print(format_outcomes(outcomes, skipped, time.perf_counter() - start))
     print(f"next: python -m benchmarks report --results {args.results}")
     return 1 if any(o.error for o in outcomes) else 0
+
+
+def cmd_search_worker(args) -> None:
+    from benchmarks.errors import UserError
+    from benchmarks.runs import preflight
+    from benchmarks.runs.flags import config_from_args
+    from benchmarks.sweeps.search_workers import join
+
+    preflight.check_device(args.device)
+    config = config_from_args(args)
+    if config.method != "nas":
+        raise UserError(f"search-worker joins the search of a nas run; --method is {config.method}")
+    print(f"search-worker: {join(config, runner_from_args(args, args.out))} trials run")
 
 
 def cmd_report(args) -> None:
@@ -222,7 +257,8 @@ def cmd_study(args) -> None:
            "claims": lambda: claims.main(args.only, args.seed, args.out)}[args.command]())
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "sweep": cmd_sweep, "report": cmd_report, "one-step": cmd_study,
+COMMANDS = {"run": cmd_run, "list": cmd_list, "sweep": cmd_sweep, "report": cmd_report,
+            "search-worker": cmd_search_worker, "one-step": cmd_study,
             "fan-out": cmd_study, "perf": cmd_study, "claims": cmd_study}
 
 

@@ -17,11 +17,12 @@ from optuna.trial import TrialState
 
 from benchmarks.runs.timing import Clock
 from datasets import load_dataset
+from datasets.tensors import validation_indices
 from methods import make_method, method_defaults
 from methods.errors import ConfigError, TrainingDiverged
 from methods.interface import Task
 from methods.nas.config import NASConfig
-from methods.nas.search import Search, holdout, validation_indices
+from methods.nas.search import Search
 from methods.nas.space import WidthSpace
 from methods.nas.study import JOURNAL, STUDY
 from methods.nets import STANDARD_WIDTHS, NetSpec, build_network
@@ -29,7 +30,7 @@ from methods.nets.cost import TRAIN_FLOPS_PER_FORWARD, count_macs
 from methods.train import TrainConfig, Trainer
 
 SMALL = {"min_width": 2, "epochs_per_trial": 2}   # trials of a few milliseconds on the synthetic task
-TIMES = ("seconds", "wall_s")
+VARYING = ("seconds", "wall_s", "worker")   # what differs between two runs of one search
 
 
 class Recorder:
@@ -40,7 +41,7 @@ class Recorder:
         self.events.append(event)
 
     def trials(self) -> list[dict]:
-        return [{k: v for k, v in e.items() if k not in TIMES} for e in self.events if e["kind"] == "trial"]
+        return [{k: v for k, v in e.items() if k not in VARYING} for e in self.events if e["kind"] == "trial"]
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +84,26 @@ def test_convnet_trials_pick_one_width_per_stage_within_the_budget(arch, budget)
 
 
 def test_trials_see_a_seeded_validation_split_of_the_training_set(synthetic):
-    train, val = validation_indices(512, 0.1, seed=3)
-    assert len(val) == 51 and len(train) == 461
-    assert set(train.tolist()).isdisjoint(val.tolist()) and set(train.tolist()) | set(val.tolist()) == set(range(512))
-    assert torch.equal(val, validation_indices(512, 0.1, seed=3)[1])
-    assert not torch.equal(val, validation_indices(512, 0.1, seed=4)[1])
-    seen = holdout(synthetic, train, val)
-    assert torch.equal(seen.x_train, synthetic.x_train[train]) and torch.equal(seen.x_test, synthetic.x_train[val])
-    assert torch.equal(seen.y_test, synthetic.y_train[val])
     search = Search(task_of(synthetic), NASConfig(val_fraction=0.25, **SMALL))
-    rows = {tuple(x.flatten().tolist()) for x in synthetic.x_train}
-    test_rows = {tuple(x.flatten().tolist()) for x in synthetic.x_test}
-    fit = {tuple(x.flatten().tolist()) for x in search.data.x_train}
-    held = {tuple(x.flatten().tolist()) for x in search.data.x_test}
-    assert len(held) == 128 and held <= rows and fit <= rows and held.isdisjoint(fit) and held.isdisjoint(test_rows)
+    train, val = validation_indices(512, 0.25, seed=0)   # Data.split_validation's, at the run's seed
+    assert torch.equal(search.data.x_train, synthetic.x_train[train])
+    assert torch.equal(search.data.x_test, synthetic.x_train[val]) and torch.equal(search.data.y_test,
+                                                                                  synthetic.y_train[val])
+    assert search.data.y_val is None and len(val) == 128
+    other = Search(task_of(synthetic), NASConfig(val_fraction=0.25, seed=1, **SMALL))
+    assert not torch.equal(other.data.y_test, search.data.y_test)
+
+
+def test_the_runs_validation_split_is_the_searchs(synthetic):
+    split = synthetic.split_validation(0.2, seed=5)   # what the harness gives a run of --val-split 0.2
+    search = Search(task_of(split), NASConfig(**SMALL))
+    assert torch.equal(search.data.x_test, split.x_val) and torch.equal(search.data.x_train, split.x_train)
+    assert search.data.y_val is None and search.settings["val_fraction"] == "the run's"
+    result = make_method("nas", trials=2, **SMALL).run(task_of(split), Recorder())
+    best = macs_of("mlp", result.extra["best_widths"], (1, 4, 4), 4)   # the final training: the training part only
+    per_epoch = 2 * best * TRAIN_FLOPS_PER_FORWARD * len(split.y_train)
+    assert result.extra["final_train_flops"] == pytest.approx(2 * per_epoch)
+    assert "val_accuracy" in result.metrics
 
 
 def test_the_test_set_chooses_nothing_and_the_whole_search_is_the_cost(synthetic):

@@ -182,6 +182,29 @@ def test_pareto_figure(table):
     assert legend == ["tiny", "fs", "fixed"]   # TINY first, then the fixed order of benchmarks/reports/plots.py
 
 
+def drawn(ax) -> set[str]:
+    """The methods whose Pareto front a panel draws (a method with a finite point has a front)."""
+    return {line.get_gid() for line in ax.get_lines() if line.get_gid() and len(line.get_xdata())}
+
+
+def test_every_method_with_finished_runs_is_on_every_panel(tmp_path):
+    from benchmarks.reports.aggregate import settings
+    from benchmarks.reports.plots import pareto_figure
+
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        make_run(runs, "fixed", seed, 0.90, flops=100.0)
+        make_run(runs, "tiny", seed, 0.91, flops=90.0, widths=(1,), max_macs=50)
+        make_run(runs, "nas", seed, 0.92, flops=95.0 + seed, max_macs=50, summary={"search_train_flops": 5e5})
+        make_run(runs, "someday", seed, 0.93, flops=80.0)   # a method without a style of its own yet
+    make_run(runs, "prune", 0, failed="UserError: loss is NaN")   # no finished run: nothing to draw
+    fig = pareto_figure(settings(load(tmp_path)), "digits")
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        assert drawn(ax) == {"fixed", "tiny", "nas", "someday"}, ax.get_xlabel()
+    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["tiny", "fixed", "nas", "someday"]
+
+
 @pytest.fixture(scope="module")
 def paired_results(tmp_path_factory) -> Path:
     """Growth runs with the newer summary entries and the runs they pair with, or must not pair with."""
@@ -295,3 +318,40 @@ def test_the_results_readme_is_written_from_the_runs(results, table):
                                  " --seed S")
     fs = table.loc[table["method"] == "fs", "config"].iloc[0]
     assert run_flags(fs).startswith("--method fs --dataset npz:/data/digits.npz --arch mlp --from-run RUN_ID")
+
+
+def test_nas_flops_to_reach_tinys_accuracy(tmp_path):
+    """TINY at target=8 reaches 0.91 on average for 100,000 training FLOPs; one nas run gets there in its second
+    epoch (search 5e5 + 2e4 FLOPs), the other never does; a nas run at a budget TINY has no run at is left out."""
+    from benchmarks.reports.reach import reach_table
+
+    runs = tmp_path / "runs"
+    for seed, accuracy in enumerate((0.90, 0.92)):
+        make_run(runs, "tiny", seed, accuracy, flops=100.0, widths=(1,), target="8")   # train_flops 1e5 + seed
+    curves = {0: (0.85, 0.91, 0.95), 1: (0.80, 0.88, 0.90)}
+    for seed, curve in curves.items():
+        run = make_run(runs, "nas", seed, curve[-1], flops=100.0, target="8", summary={"search_train_flops": 5e5})
+        events = [{"kind": "trial", "trial": 0, "train_flops": 5e5, "test_accuracy": 0.99}]   # no eval: not counted
+        events += [{"kind": "eval", "epoch": e + 1, "train_flops": 1e4 * (e + 1), "test_accuracy": a}
+                   for e, a in enumerate(curve)]
+        (runs / run / "history.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    make_run(runs, "nas", 0, 0.99, flops=400.0, target="32", summary={"search_train_flops": 1.0})
+    write_report(tmp_path, "disabled")
+    t = reach_table(load(tmp_path), runs).set_index("seed")
+    assert list(t["budget"]) == ["target=8", "target=8"] and set(t["tiny_n"]) == {2}
+    assert t["tiny_test_accuracy"].tolist() == pytest.approx([0.91, 0.91])
+    assert t["tiny_train_flops"].tolist() == pytest.approx([1e5 + 0.5] * 2)
+    assert (t.loc[0, "reached"], t.loc[0, "epoch"]) == (True, 2)
+    assert t.loc[0, "flops_to_reach"] == pytest.approx(5e5 + 2e4)
+    assert t.loc[0, "ratio"] == pytest.approx((5e5 + 2e4) / (1e5 + 0.5))
+    assert not t.loc[1, "reached"] and math.isnan(t.loc[1, "flops_to_reach"])
+    assert t.loc[1, "nas_train_flops"] == pytest.approx(1e5 + 1)   # its total, all it spent without reaching
+    csv = pd.read_csv(tmp_path / "nas_reach.csv")
+    assert len(csv) == 2 and csv["reached"].tolist() == [True, False]
+    text = (tmp_path / "README.md").read_text()
+    assert "| target=8 | 91.00 (2) | 1e+05 | 1 of 2 | 5.2e+05 | 5.2 | 5e+05 | 1e+05 |" in text
+
+
+def test_no_reach_table_without_nas(results):
+    write_report(results, "disabled")
+    assert not (results / "nas_reach.csv").exists() and "NAS against TINY" not in (results / "README.md").read_text()

@@ -57,21 +57,29 @@ def test_parse_seeds():
 
 # Every preset's run ids, hashed: a run id is the key of a finished record (sweeps skip it, reports pair by it,
 # FS finds its grown run by it), so a refactor that changes one orphans every record made before it. Change
-# these only with a change to what the runs compute (and say so).
-PRESET_IDS = {"smoke": "9071c8c0dec9", "mnist-default": "f163e86676c9", "paper-mnist": "5da71671e643",
+# these only with a change to what the runs compute (and say so). paper-mnist and resnet18-subset gained `nas`
+# runs: their pins changed by additions only, their other runs' ids hash to the pins of before (OLD_IDS).
+PRESET_IDS = {"smoke": "9071c8c0dec9", "mnist-default": "f163e86676c9", "paper-mnist": "548f275e900d",
               "paper-mnist-ablations": "2b71fc2dab83", "paper-cifar10": "81b8a8b07c83",
               "paper-cifar100": "3b067639c8d8", "paper-cifar10-from-quarter": "8c049921989b",
               "paper-cifar100-from-quarter": "e52596513f36", "cifar10-subset": "f92664d31287",
-              "resnet18-subset": "c0e990ffd01e", "gpu-check": "db4dbb25acb8"}
+              "resnet18-subset": "75857b94b246", "gpu-check": "db4dbb25acb8"}
+OLD_IDS = {"paper-mnist": ("nas", "5da71671e643"), "resnet18-subset": ("nas", "c0e990ffd01e")}   # (added, pin)
+
+
+def ids_hash(runs) -> str:
+    import hashlib
+
+    return hashlib.sha1(" ".join(run_id(c.to_dict()) for c in runs).encode()).hexdigest()[:12]
 
 
 def test_preset_run_ids_are_stable(monkeypatch):
-    import hashlib
-
     monkeypatch.chdir(ROOT)   # presets name their npz files relative to the repository root
-    got = {name: hashlib.sha1(" ".join(run_id(c.to_dict()) for c in plan("unused", name).runs).encode())
-           .hexdigest()[:12] for name in PRESETS}
-    assert got == PRESET_IDS
+    assert {name: ids_hash(plan("unused", name).runs) for name in PRESETS} == PRESET_IDS
+    for name, (added, pin) in OLD_IDS.items():   # the records made before keep their ids and their order
+        runs = plan("unused", name).runs
+        assert any(c.method == added for c in runs)
+        assert ids_hash(c for c in runs if c.method != added) == pin
 
 
 def test_presets_name_every_method():
@@ -79,7 +87,12 @@ def test_presets_name_every_method():
                             "paper-cifar100", "paper-cifar10-from-quarter",
                             "paper-cifar100-from-quarter", "cifar10-subset", "resnet18-subset", "gpu-check"}
     smoke, mnist = PRESETS["smoke"](), PRESETS["paper-mnist"]()
-    assert set(smoke.settings) == set(mnist.settings) == ALL_METHODS
+    assert set(smoke.settings) == ALL_METHODS and set(mnist.settings) == ALL_METHODS | {"nas"}
+    # nas within each target's MACs, trained as long as the others
+    assert mnist.settings["nas"] == tuple(("-o", f"target={w}", "-o", "trials=30", "-o", "epochs_per_trial=9",
+                                           "-o", "min_width=4")
+                                          for w in ("8,8", "16,16", "32,32", "64,64", "128,128"))
+    assert {c.train.epochs for c in plan("runs", "paper-mnist", seeds=(0,)).runs} == {10}
     assert mnist.seeds == (0, 1, 2) and "mnist" in mnist.common
     # every growth run's target is a fixed network's widths, on one schedule
     assert ("--widths", "1,1", "-o", "target=8,8", "-o", "growth_steps=24", "-o", "grow_every=0.25") \
@@ -101,7 +114,9 @@ def test_presets_name_every_method():
     assert full.common[full.common.index("--epochs") + 1] == "255"   # 20 x 0.25 growth epochs + 250
     # the CPU ResNet preset: TINY from 1/64 to 1/16, its FS, and the fixed network at 1/16
     cpu = PRESETS["resnet18-subset"]()
-    assert set(cpu.settings) == {"fixed", "tiny", "fs"} and cpu.settings["fixed"] == (("--widths", "1/16"),)
+    assert set(cpu.settings) == {"fixed", "tiny", "fs", "nas"} and cpu.settings["fixed"] == (("--widths", "1/16"),)
+    assert cpu.settings["nas"] == (("-o", "target=1/16", "-o", "trials=12", "-o", "epochs_per_trial=3", "-o",
+                                    "min_width=2"),)
     assert cpu.seeds == (0, 1, 2, 3, 4)
     # the default run as a user runs it, its FS, and fixed at its target for as long
     default = plan("runs", "mnist-default", seeds=(0,))

@@ -46,7 +46,8 @@ def pareto_figure(per_setting: pd.DataFrame, dataset: str) -> Figure:
                 ax.errorbar(x, y, xerr=g[f"{cost}_std"].fillna(0), yerr=100 * g["test_accuracy_std"].fillna(0),
                             fmt="none", ecolor=palette[method], elinewidth=0.7, capsize=2, alpha=0.45)
                 front = pareto_front(list(x), list(y))
-                ax.step(x[front], y[front], where="post", color=palette[method], linewidth=1.4, alpha=0.9)
+                ax.step(x[front], y[front], where="post", color=palette[method], linewidth=1.4, alpha=0.9,
+                        gid=method)   # names the method's front (tests)
             sns.scatterplot(data=d, x=f"{cost}_mean", y="accuracy (%)", hue="method", style="method",
                             hue_order=methods, style_order=methods, palette=palette, markers=markers, s=40,
                             ax=ax, legend=ax is axes[1], zorder=3)

@@ -3,8 +3,8 @@ records its config, code commit and device), so that no number about the runs is
 
 Per dataset: the Pareto plot, per method and setting the test accuracy (mean ± 95% t half-width over
 seeds), final widths, wall-clock and the share of it growth took; the paired differences TINY - FS and
-TINY - fixed; the runs that ended below their target and why; and one `run` command per setting that
-redoes a run of it.
+TINY - fixed; the training FLOPs NAS needs to reach TINY's accuracy at its budget (reach.py); the runs that
+ended below their target and why; and one `run` command per setting that redoes a run of it.
 """
 
 import math
@@ -15,6 +15,7 @@ import pandas as pd
 
 from benchmarks.reports.aggregate import leaderboard, paired_differences
 from benchmarks.reports.markdown import accuracy_text, markdown_table, percent_text
+from benchmarks.reports.reach import reach_markdown
 
 TRAIN_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr"}
 
@@ -107,7 +108,8 @@ def status_counts(df: pd.DataFrame) -> str:
     return ", ".join(always + [f"{status[s]} {s}" for s in ("interrupted", "broken") if status[s]])
 
 
-def readme(df: pd.DataFrame, results: Path) -> str:
+def readme(df: pd.DataFrame, results: Path, reach: pd.DataFrame | None = None) -> str:
+    """`reach`: reach.reach_table's rows (NAS's FLOPs to reach TINY's accuracy), where the folder has any."""
     done = df[df["status"] == "finished"]
     lines = [f"# Results: {results.name}", "",
              f"Written by `python -m benchmarks report --results {results}` from the "
@@ -120,6 +122,7 @@ def readme(df: pd.DataFrame, results: Path) -> str:
              "wall-clock, range over seeds."]
     for dataset in sorted(done["dataset"].unique()):
         lines += ["", f"## {dataset}", "", f"![Pareto plot](plots/pareto-{dataset}.png)", "",
-                  settings_table(df, dataset), *paired_table(df, dataset), *below_target(df, dataset),
+                  settings_table(df, dataset), *paired_table(df, dataset),
+                  *([] if reach is None else reach_markdown(reach, dataset)), *below_target(df, dataset),
                   *commands(df, dataset)]
     return "\n".join(lines) + "\n"

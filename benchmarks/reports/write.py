@@ -1,6 +1,7 @@
 """`python -m benchmarks report`: from the run folders (reports/table.py) to a leaderboard, hypervolumes,
-accuracy at matched budgets, paired differences and Pareto plots, written into the results folder and
-logged to wandb. Everything it writes is computed by the pure functions of aggregate.py and pareto.py.
+accuracy at matched budgets, paired differences, NAS's training FLOPs to reach TINY's accuracy and Pareto plots,
+written into the results folder and logged to wandb. Everything it writes is computed by the pure functions of
+aggregate.py, pareto.py and reach.py.
 """
 
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 from benchmarks.reports.aggregate import leaderboard, paired_differences, settings
 from benchmarks.reports.markdown import markdown
 from benchmarks.reports.pareto import hypervolumes, matched_budgets
+from benchmarks.reports.reach import reach_table
 from benchmarks.reports.readme import readme
 from benchmarks.reports.table import load
 
@@ -15,8 +17,8 @@ from benchmarks.reports.table import load
 def write_report(results: Path, wandb_mode: str = "offline", project: str = "growbench",
                  entity: str | None = None) -> list[Path]:
     """Reads results/runs; writes leaderboard.{csv,md}, hypervolume.csv, matched_budgets.csv, paired.csv,
-    README.md (readme.py) and plots/pareto-<dataset>.{png,svg} into `results`; logs tables and plots to wandb.
-    Returns the paths."""
+    nas_reach.csv where nas and tiny runs share a budget (reach.py), README.md (readme.py) and
+    plots/pareto-<dataset>.{png,svg} into `results`; logs tables and plots to wandb. Returns the paths."""
     import matplotlib.pyplot as plt
 
     from benchmarks.reports.plots import pareto_figure
@@ -24,12 +26,15 @@ def write_report(results: Path, wandb_mode: str = "offline", project: str = "gro
     df = load(results)
     board, hv, matched, paired = leaderboard(df), hypervolumes(df), matched_budgets(df), paired_differences(df)
     tables = {"leaderboard": board, "hypervolume": hv, "matched_budgets": matched, "paired": paired}
+    reach = reach_table(df, results / "runs")
+    if not reach.empty:   # nas and tiny runs at one budget
+        tables["nas_reach"] = reach
     paths = []
     for name, t in tables.items():
         t.to_csv(results / f"{name}.csv", index=False)
         paths.append(results / f"{name}.csv")
     (results / "leaderboard.md").write_text(markdown(board, hv, matched, paired))
-    (results / "README.md").write_text(readme(df, results))
+    (results / "README.md").write_text(readme(df, results, reach))
     paths += [results / "leaderboard.md", results / "README.md"]
     images = {}
     (results / "plots").mkdir(exist_ok=True)

@@ -65,16 +65,26 @@ def run(config: RunConfig, runner: RunnerConfig | None = None) -> tuple[dict, Ru
     with record.lock():
         if (done := finished_summary(record, runner)) is not None:   # by another process, meanwhile
             return done, record, True
-        data = load_dataset(config.dataset, runner.data_dir, device, augment=config.train.augment,
-                            download=runner.download)
-        if config.train.train_subset:
-            data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
-        if config.train.val_split:
-            data = data.split_validation(config.train.val_split, config.seed)
-        if runner.channels_last and config.arch != "mlp":   # conv nets train NHWC (methods.speed)
-            data = data.in_memory_format(torch.channels_last)
+        task = task_of(config, runner, device, record.path)
         record.start(force=runner.force)
-        return attempt(config, runner, record, method, data, device), record, False
+        return attempt(config, runner, record, method, task), record, False
+
+
+def task_of(config: RunConfig, runner: RunnerConfig, device: torch.device, workdir) -> Task:
+    """What the method of `config` is given: the dataset on `device` (its training subset, its validation
+    split, NHWC for conv nets), the starting network, the speed settings. Also what a `nas` run's extra search
+    workers build (benchmarks/sweeps/search_workers.py), so that they search on the same data."""
+    data = load_dataset(config.dataset, runner.data_dir, device, augment=config.train.augment,
+                        download=runner.download)
+    if config.train.train_subset:
+        data = data.subset_train(config.train.train_subset, torch.Generator().manual_seed(config.seed))
+    if config.train.val_split:
+        data = data.split_validation(config.train.val_split, config.seed)
+    if runner.channels_last and config.arch != "mlp":   # conv nets train NHWC (methods.speed)
+        data = data.in_memory_format(torch.channels_last)
+    return Task(data, NetSpec(config.arch, config.widths, data.input_shape, data.num_classes), config.train,
+                config.seed, device, workdir=workdir,
+                speed=Speed(channels_last=runner.channels_last, compile=runner.compile))
 
 
 def finished_summary(record: RunDir, runner: RunnerConfig) -> dict | None:
@@ -83,19 +93,16 @@ def finished_summary(record: RunDir, runner: RunnerConfig) -> dict | None:
     return done.summary if done.status == "finished" and not runner.force else None
 
 
-def attempt(config: RunConfig, runner: RunnerConfig, record: RunDir, method, data, device: torch.device) -> dict:
+def attempt(config: RunConfig, runner: RunnerConfig, record: RunDir, method, task: Task) -> dict:
     """The method in the started run folder: its summary, or failed.json (interrupted.json for Ctrl-C) with the
     error, which is raised on. No summary.json either way, so the run is redone next time."""
     commit = git_commit()   # the code that runs: read now, the checkout may move during a long run
-    clock = Clock(device)
-    configure_device(device)
+    clock = Clock(task.device)
+    configure_device(task.device)
     try:
         with Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity) as tracker:
-            task = Task(data, NetSpec(config.arch, config.widths, data.input_shape, data.num_classes), config.train,
-                        config.seed, device, workdir=record.path,
-                        speed=Speed(channels_last=runner.channels_last, compile=runner.compile))
             result = method.run(task, tracker)
-            summary = summarise(config, record, result, data, device, clock, commit)
+            summary = summarise(config, record, result, task.data, task.device, clock, commit)
             tracker.finish(summary)
         return summary
     except KeyboardInterrupt:

@@ -4,6 +4,9 @@ each run's Outcome to `done` as it ends.
 
 - Local: this machine. One run at a time, or one per visible GPU when there are several.
 - Submitit: one job per run, on SLURM (or submitit's local executor, where there is no SLURM).
+
+With `search_workers` N > 1, each `nas` run gets N - 1 more workers of its search (sweeps/search_workers.py):
+processes beside it (Local, on its GPU), or jobs of their own (Submitit).
 """
 
 import ctypes
@@ -22,6 +25,7 @@ from benchmarks.errors import UserError
 from benchmarks.runs.config import RunConfig, RunnerConfig
 from benchmarks.runs.harness import run  # imported here, once: a forked run starts with it (seconds saved per run)
 from benchmarks.runs.records import RecordWriteError, RunDir, RunHeld
+from benchmarks.sweeps import search_workers
 from benchmarks.sweeps.sweep import HELD, Outcome, outcome_of
 from methods import registered
 
@@ -99,10 +103,12 @@ class Child:
     gpu: str | None
     answer: Connection   # run_recorded's answer arrives here
     start: float         # time.perf_counter() at launch (s)
+    helpers: list        # more workers of its search (nas), processes
 
     def outcome(self, runner: RunnerConfig) -> Outcome:
         """Once the process has ended: its answer, or settle's when it died without one."""
         self.process.join()
+        search_workers.stop(self.helpers)
         record = RunDir(runner.out, self.config.to_dict())
         try:
             if not self.answer.poll():   # nothing sent (poll is true at the end of the pipe too)
@@ -116,12 +122,13 @@ class Child:
         return outcome_of(record.id, answer, time.perf_counter() - self.start)
 
 
-def start_child(ctx, config: RunConfig, runner: RunnerConfig, gpu: str | None) -> Child:
+def start_child(ctx, config: RunConfig, runner: RunnerConfig, gpu: str | None, search: int = 1) -> Child:
     answer, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(config, runner, gpu, os.getpid(), send))
     proc.start()
     send.close()   # the child's end, in the child now
-    return Child(proc, config, gpu, answer, time.perf_counter())
+    helpers = search_workers.start(config, runner, search, ctx.get_start_method(), gpu)
+    return Child(proc, config, gpu, answer, time.perf_counter(), helpers)
 
 
 def stop(children, grace_s: float) -> None:
@@ -133,10 +140,13 @@ def stop(children, grace_s: float) -> None:
     for child in children:
         child.process.kill()
         child.process.join()
+        search_workers.stop(child.helpers, 0.0)
 
 
 @dataclass(frozen=True)
 class Local:
+    search_workers: int = 1   # workers of each nas run's search, the run's own included
+
     def launch(self, configs: list[RunConfig], runner: RunnerConfig, done: Callable[[Outcome], None]) -> None:
         method, free = workers(runner.device)
         registered()   # every method imported once here: a forked run starts with them
@@ -146,7 +156,7 @@ class Local:
         try:
             while pending or running:
                 while pending and free:
-                    child = start_child(ctx, pending.pop(0), runner, free.pop(0))
+                    child = start_child(ctx, pending.pop(0), runner, free.pop(0), self.search_workers)
                     running[child.process.sentinel] = child
                 for sentinel in mp.connection.wait(list(running)):
                     child = running.pop(sentinel)
@@ -168,6 +178,7 @@ class Submitit:
     cpus: int = 4                 # CPU cores per job
     time_min: int = 240           # a job's time limit (minutes)
     poll_s: float = 10.0          # how often job states are checked (seconds)
+    search_workers: int = 1       # workers of each nas run's search, the run's job included: N - 1 more jobs
 
     def launch(self, configs: list[RunConfig], runner: RunnerConfig, done: Callable[[Outcome], None]) -> None:
         import submitit
@@ -180,6 +191,10 @@ class Submitit:
                                    **({"slurm_partition": self.partition} if self.partition else {}))
         start = time.perf_counter()
         jobs = executor.map_array(run_recorded, configs, [runner] * len(configs))
+        # the searches' other workers, jobs that end on their own: when no trial is left, or at their time limit
+        helped = [c for c in configs if c.method == "nas" for _ in range(self.search_workers - 1)]
+        if helped:
+            executor.map_array(search_workers.join, helped, [runner] * len(helped))
         config_of = {job.job_id: config for job, config in zip(jobs, configs, strict=True)}
         for job in submitit.helpers.as_completed(jobs, poll_frequency=self.poll_s):
             record = RunDir(runner.out, config_of[job.job_id].to_dict())

@@ -53,6 +53,14 @@ def steps(n: int, every: float) -> tuple[str, ...]:
     return ("-o", f"growth_steps={n}", "-o", f"grow_every={every}")
 
 
+def searched(preset: Preset, targets: tuple[str, ...], search: tuple[str, ...]) -> Preset:
+    """`preset` with `nas` at each of `targets` as its budget (`-o target=`, the MACs the growth methods end
+    at), trained for the preset's --epochs; `search`: its -o flags. Added last, so that the runs of the other
+    methods keep their order and their run ids."""
+    return Preset(preset.description, preset.seeds, preset.common,
+                  preset.settings | {"nas": tuple(("-o", f"target={w}", *search) for w in targets)})
+
+
 def smoke() -> Preset:
     return ladder("CI-sized: every method on the 4-class synthetic task, MLP, 3 epochs, 2 seeds (CPU, minutes)",
                   (0, 1), ("--dataset", "synthetic", "--arch", "mlp", "--epochs", "3", "--batch-size", "32"), "1,1",
@@ -81,9 +89,16 @@ def mnist_default() -> Preset:
                   {"tiny": ((),), "fs": FROM_TINY, "fixed": (("--widths", "128,128", "--epochs", "20"),)})
 
 
+# MNIST search: `run --method nas`'s own (30 architectures, Hyperband rungs at 1, 3 and 9 epochs), then the
+# winner trained for the ladder's 10 epochs. Widths from half the smallest target's (4): at the MACs of 8,8 the
+# default min_width=8 leaves one network (8,8) to search, tried 30 times over.
+MNIST_SEARCH = ("-o", "trials=30", "-o", "epochs_per_trial=9", "-o", "min_width=4")
+
+
 def paper_mnist() -> Preset:
-    return ladder("MNIST, MLP with 2 hidden layers, 10 epochs (growth 6, post-growth 4), 3 seeds (CPU: ~15 min "
-                  "with two sweep processes on 2 cores)", *MNIST_LADDER)
+    return searched(ladder("MNIST, MLP with 2 hidden layers, 10 epochs (growth 6, post-growth 4), NAS within each "
+                           "target's MACs, 3 seeds (CPU: ~15 min with two sweep processes on 2 cores, and ~10 min "
+                           "more for the nas runs)", *MNIST_LADDER), MNIST_TARGETS, MNIST_SEARCH)
 
 
 def paper_mnist_ablations() -> Preset:
@@ -117,14 +132,22 @@ CPU_RESNET_SAMPLES = ("-o", "min_samples=512", "-o", "max_samples=512", "-o", "l
 CPU_RESNET_GROWTH = (*CPU_RESNET_SAMPLES, *steps(4, 1))
 
 
+# ResNet-18 search on a CPU: 12 architectures (one width per stage), Hyperband rungs at 1 and 3 epochs, about
+# 4 times the final training's epochs in all. Widths from half the target's smallest (1/16: 4 channels): with the
+# default min_width=8 every stage is at least twice 1/16's first, and the MACs left allow 8-11 channels a stage.
+CPU_RESNET_SEARCH = ("-o", "trials=12", "-o", "epochs_per_trial=3", "-o", "min_width=2")
+
+
 def resnet18_subset() -> Preset:
-    # TINY from 1/64 to 1/16, FS from each TINY run, and the fixed network at the target, same epochs.
-    return Preset("CIFAR-10 (JPEG subset, 10k train images), ResNet-18: TINY from 1/64 to 1/16 of its widths "
-                  "(4 growth steps an epoch apart, then 3 post-growth epochs), FS, and fixed at 1/16; 6 epochs, "
-                  "5 seeds (CPU)", (0, 1, 2, 3, 4),
-                  ("--dataset", CIFAR10_SUBSET, "--arch", "resnet18", "--epochs", "6", "--train-eval-samples", "2000"),
-                  {"fixed": (("--widths", "1/16"),), "tiny": (("--widths", "1/64", "-o", "target=1/16",
-                                                               *CPU_RESNET_GROWTH),), "fs": FROM_TINY})
+    # TINY from 1/64 to 1/16, FS from each TINY run, the fixed network at the target and NAS within its MACs,
+    # same epochs.
+    return searched(Preset(
+        "CIFAR-10 (JPEG subset, 10k train images), ResNet-18: TINY from 1/64 to 1/16 of its widths (4 growth steps "
+        "an epoch apart, then 3 post-growth epochs), FS, fixed at 1/16, and NAS within the MACs of 1/16; 6 epochs, "
+        "5 seeds (CPU)", (0, 1, 2, 3, 4),
+        ("--dataset", CIFAR10_SUBSET, "--arch", "resnet18", "--epochs", "6", "--train-eval-samples", "2000"),
+        {"fixed": (("--widths", "1/16"),), "tiny": (("--widths", "1/64", "-o", "target=1/16", *CPU_RESNET_GROWTH),),
+         "fs": FROM_TINY}), ("1/16",), CPU_RESNET_SEARCH)
 
 
 def cifar10_subset() -> Preset:

@@ -27,7 +27,8 @@ class NAS:
             search = Search(task, self.cfg)
             found = search.work(tracker)
         search_s = time.perf_counter() - start
-        # the winner trained on the whole training set (validation split included) for the run's epochs
+        # the winner trained for the run's epochs on its training set: the search's own validation split included,
+        # the run's (--val-split) left out
         result = Fixed().run(replace(task, spec=task.spec.with_widths(found["best_widths"])), tracker)
         result.extra = found | {"budget_macs": search.space.budget, "search_wall_s": search_s,
                                 "final_train_flops": result.train_flops}

@@ -1,9 +1,12 @@
 """One worker of a `nas` search: it claims trials from the shared study, trains each with the shared Trainer on
-the training part of a seeded split of the training set, reports its validation accuracy after every epoch
-(Hyperband or successive halving stop the weak ones there), and logs each as a `trial` event."""
+the training part of the run's validation split (`--val-split`) or of a seeded split of its own, reports its
+validation accuracy after every epoch (Hyperband or successive halving stop the weak ones there). The run's own
+worker (`work`) logs every trial of the study once as a `trial` event, its own and the other workers' (`help`,
+in other processes), and waits for theirs before the winner is chosen."""
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
 
 import optuna
@@ -21,24 +24,18 @@ from methods.nets.cost import count_macs
 from methods.tracker import Tracker
 from methods.train import Trainer
 
+POLL_S = 0.5   # how often the run's worker looks whether the other workers' trials have ended (s)
 SAMPLERS = {"random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
             "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed)}
 
 
-def validation_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training, validation) indices of n training samples: a seeded permutation, its first round(fraction · n)
-    (at least 1, at most n - 1) held out. Disjoint, together all n."""
-    n_val = min(n - 1, max(1, round(fraction * n)))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[n_val:], order[:n_val]
-
-
-def holdout(data: Data, train: torch.Tensor, val: torch.Tensor) -> Data:
-    """The data a trial sees: `train` of the training set to train on, `val` of it in place of the test set
-    (which no trial sees), so that the Trainer's test evaluation measures validation accuracy."""
-    train, val = train.to(data.y_train.device), val.to(data.y_train.device)
-    return replace(data, x_train=data.x_train[train], y_train=data.y_train[train], x_test=data.x_train[val],
-                   y_test=data.y_train[val])
+def trial_data(data: Data, fraction: float, seed: int) -> Data:
+    """The data trials see: the run's validation split, or when it has none a seeded `fraction` of its training
+    set held out (Data.split_validation); the validation set in place of the test set (which no trial sees), so
+    that the Trainer's test evaluation measures validation accuracy."""
+    if data.y_val is None:
+        data = data.split_validation(fraction, seed)
+    return replace(data, x_test=data.x_val, y_test=data.y_val, x_val=None, y_val=None)
 
 
 def pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
@@ -59,14 +56,15 @@ def state_of(t: optuna.trial.FrozenTrial) -> str:
 
 
 def trial_event(t: optuna.trial.FrozenTrial) -> dict:
-    """A trial as a history event: its widths, MACs, last validation accuracy, epochs and FLOPs, state."""
+    """A trial as a history event: its widths, MACs, last validation accuracy, epochs and FLOPs, state, and the
+    worker that ran it."""
     progress = t.user_attrs.get("progress", {})
     values = t.intermediate_values
     return {"kind": "trial", "trial": t.number, "state": state_of(t), "widths": t.user_attrs.get("widths"),
             "macs": t.user_attrs.get("macs"), "val_accuracy": values[max(values)] if values else None,
             "epochs": progress.get("epochs", 0), "train_flops": progress.get("flops", 0.0),
-            "seconds": progress.get("seconds", 0.0), **({"error": t.user_attrs["error"]} if "error" in t.user_attrs
-                                                        else {})}
+            "seconds": progress.get("seconds", 0.0), "worker": t.user_attrs.get("worker"),
+            **({"error": t.user_attrs["error"]} if "error" in t.user_attrs else {})}
 
 
 class Search:
@@ -79,23 +77,54 @@ class Search:
         budget = cfg.max_macs or count_macs(build_network(task.spec.with_widths(reference)), task.spec.input_shape)
         self.space = WidthSpace(task.spec, budget, cfg.min_width, tuple(int(cfg.max_scale * w) for w in reference))
         self.first = self.space.params(reference)   # a fresh study's first trial: the reference network
-        self.data = holdout(task.data, *validation_indices(len(task.data.y_train), cfg.val_fraction, self.seed))
+        self.data = trial_data(task.data, cfg.val_fraction, self.seed)
         # trials are judged on validation accuracy alone: the Trainer's train-accuracy pass shrinks to one sample
         self.train = replace(task.train, epochs=cfg.epochs_per_trial, train_eval_samples=1)
+        # what every worker must agree on; the split's sizes catch a worker that loaded other data
+        own_split = task.data.y_val is None
         self.settings = {"budget_macs": budget, "groups": self.space.groups, "low": cfg.min_width,
                          "high": self.space.high, "epochs_per_trial": cfg.epochs_per_trial,
-                         "val_fraction": cfg.val_fraction, "seed": self.seed, "sampler": cfg.sampler,
-                         "pruner": cfg.pruner}
+                         "val_fraction": cfg.val_fraction if own_split else "the run's", "seed": self.seed,
+                         "sampler": cfg.sampler, "pruner": cfg.pruner, "n_train": len(self.data.y_train),
+                         "n_val": len(self.data.y_test)}
+
+    def study(self) -> SharedStudy:
+        return SharedStudy(self.task.workdir, self.cfg.trials, self.settings, SAMPLERS[self.cfg.sampler],
+                           pruner(self.cfg.pruner, self.cfg.epochs_per_trial), self.seed)
 
     def work(self, tracker: Tracker) -> dict:
-        """Run trials until the asked number is claimed (by this worker or others); the study's outcome."""
-        with SharedStudy(self.task.workdir, self.cfg.trials, self.settings, SAMPLERS[self.cfg.sampler],
-                         pruner(self.cfg.pruner, self.cfg.epochs_per_trial), self.seed) as shared:
-            for t in shared.ended():   # an earlier attempt's (its history was started afresh) or another worker's
-                tracker.log(trial_event(t) | {"earlier": True})
-            while (trial := shared.claim(self.first)) is not None:
-                tracker.log(trial_event(shared.run(trial, lambda t: self.objective(t, tracker))))
+        """The run's worker: trials until the asked number is claimed (by this worker or others), then the other
+        workers' running trials waited for; every trial of the study logged once; the study's outcome."""
+        logged = set()
+
+        def log(trials: Iterable[optuna.trial.FrozenTrial], **extra) -> None:
+            for t in trials:
+                if t.number not in logged:
+                    logged.add(t.number)
+                    tracker.log(trial_event(t) | extra)
+
+        with self.study() as shared:
+            log(shared.ended(), earlier=True)   # an earlier attempt's (its history was started afresh)
+            while True:
+                trial = shared.claim(self.first)   # also fails the trials of workers that died: claimed again
+                if trial is not None:
+                    log([shared.run(trial, lambda t: self.objective(t, tracker))])
+                elif shared.running():
+                    time.sleep(POLL_S)
+                else:
+                    break
+            log(shared.ended())   # the other workers'
             return outcome(shared.study)
+
+    def help(self, tracker: Tracker) -> int:
+        """Another worker of the run's search (another process, which logs nothing: the run's worker logs its
+        trials): trials until none is left to claim; how many it ran."""
+        ran = 0
+        with self.study() as shared:
+            while (trial := shared.claim(self.first)) is not None:
+                shared.run(trial, lambda t: self.objective(t, tracker))
+                ran += 1
+        return ran
 
     def objective(self, trial: optuna.Trial, tracker: Tracker) -> float:
         """Train the trial's network, reporting validation accuracy after each epoch; its last one."""

@@ -7,6 +7,10 @@ holds a lock on its own file in nas-workers/ while it lives; the kernel releases
 by SIGKILL, so a running trial whose worker's lock is free was interrupted: it is failed (its FLOPs so far stay
 in the cost) and another trial takes its place. A trial whose training diverged is failed with an `error`
 attribute and counts: it ran.
+
+$GROWBENCH_NAS_STORAGE, an Optuna storage URL (postgresql://, mysql://, sqlite:///), puts the study in that
+database instead, named by the run folder (the run id), so that one server holds the studies of many runs. The
+claims lock and the workers' lock files stay in the run folder: every worker must see it (a shared filesystem).
 """
 
 import fcntl
@@ -18,14 +22,49 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna.storages import InMemoryStorage, JournalStorage
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from methods.errors import ConfigError, TrainingDiverged
 
-STUDY = "nas"
+STUDY = "nas"   # the study's name in the journal file
 JOURNAL, CLAIMS, WORKERS = "nas-study.journal", "nas-study.lock", "nas-workers"
+STORAGE_ENV = "GROWBENCH_NAS_STORAGE"
+
+
+def storage_of(workdir: Path) -> tuple[BaseStorage, str]:
+    """(storage, study name) of the run folder's study: the database of $GROWBENCH_NAS_STORAGE under the run
+    id, else the folder's journal file."""
+    url = os.environ.get(STORAGE_ENV, "").strip()
+    if not url:
+        return JournalStorage(JournalFileBackend(str(workdir / JOURNAL))), STUDY
+    try:
+        return RDBStorage(url), workdir.name
+    except Exception as e:   # a malformed URL, a driver not installed, a server out of reach: one line
+        message = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{STORAGE_ENV}: cannot open the study database {url.split('://')[0]}://...: "
+                          f"{message}") from None
+
+
+def held(path: Path) -> bool:
+    """Whether a process holds the lock on the file at `path` (a worker's, while it lives)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)   # lets go of the lock if this process took it
+    return False
+
+
+def searching(workdir: Path) -> bool:
+    """Whether a worker has joined the study of the run folder and still runs."""
+    return any(held(p) for p in (Path(workdir) / WORKERS).glob("*.lock"))
 
 
 def counted(trial: FrozenTrial) -> bool:
@@ -46,10 +85,9 @@ class SharedStudy:
         self.token = uuid.uuid4().hex   # this worker, in its trials' `worker` attribute and its lock file's name
         if self.workdir is not None:
             (self.workdir / WORKERS).mkdir(parents=True, exist_ok=True)
-        storage = (InMemoryStorage() if self.workdir is None
-                   else JournalStorage(JournalFileBackend(str(self.workdir / JOURNAL))))
+        storage, name = (InMemoryStorage(), STUDY) if self.workdir is None else storage_of(self.workdir)
         with self._claims():
-            self.study = optuna.create_study(storage=storage, study_name=STUDY, direction="maximize", pruner=pruner,
+            self.study = optuna.create_study(storage=storage, study_name=name, direction="maximize", pruner=pruner,
                                              load_if_exists=True)
             made_with = self.study.user_attrs.get("settings", settings)
             if made_with != settings:
@@ -85,20 +123,12 @@ class SharedStudy:
             yield
 
     def _alive(self, worker: str | None) -> bool:
-        """Whether the worker that claimed a trial still runs: its lock file is held."""
+        """Whether the worker that claimed a trial still runs: its lock file is held (a free one is removed)."""
         if self.workdir is None:
             return True
         path = self.workdir / WORKERS / f"{worker}.lock"
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if held(path):
             return True
-        finally:
-            os.close(fd)
         path.unlink(missing_ok=True)
         return False
 
@@ -110,6 +140,10 @@ class SharedStudy:
 
     def ended(self) -> list[FrozenTrial]:
         return [t for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()]
+
+    def running(self) -> bool:
+        """Whether a trial is running (in another worker: this one runs one trial at a time, to its end)."""
+        return bool(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
     def claim(self, first: dict | None = None) -> Trial | None:
         """A new trial for this worker, or None once the asked trials are all claimed. `first`: the parameters of
