@@ -65,13 +65,16 @@ def add_runner_arguments(parser) -> None:
                         help="conv nets train in the NHWC memory format (same results within float32 round-off)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=RunnerConfig.compile,
                         help="torch.compile the training step (a recompilation per growth step, counted as growth)")
+    parser.add_argument("--autocast", action=argparse.BooleanOptionalAction, default=RunnerConfig.autocast,
+                        help="on CUDA, bf16 autocast of training and evaluation forwards (no effect on CPU)")
     add_wandb_arguments(parser)
 
 
 def runner_from_args(args, out: str, force: bool = False) -> RunnerConfig:
     return RunnerConfig(out=out, device=args.device, data_dir=args.data_dir, download=not args.no_download,
                         wandb=args.wandb, wandb_project=args.wandb_project, wandb_entity=args.wandb_entity,
-                        force=force, channels_last=args.channels_last, compile=args.compile)
+                        force=force, channels_last=args.channels_last, compile=args.compile,
+                        autocast=args.autocast)
 
 
 def names(text: str) -> tuple[str, ...]:

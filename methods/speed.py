@@ -1,6 +1,7 @@
-"""How fast the shared Trainer runs a network, never what it computes: memory format, torch.compile and, on
-CUDA, bf16 autocast and cuDNN autotuning. Results agree with the plain NCHW float32 path within round-off, so
-none of this is part of a run's identity (benchmarks.runs.config.RunnerConfig carries it)."""
+"""How fast the shared Trainer runs a network: memory format, torch.compile and, on CUDA, bf16 autocast and
+cuDNN autotuning. Channels-last and compile agree with the plain NCHW float32 path within round-off, bf16 within
+its precision; none of this is part of a run's identity (benchmarks.runs.config.RunnerConfig carries it, the
+summary records it)."""
 
 from contextlib import nullcontext
 from dataclasses import dataclass

@@ -169,10 +169,11 @@ class Trainer:
             if not done:
                 hook()
                 self.model.train()
-                with self.tracker.clock.section("growth"):
-                    self.refresh()
-                    if self.speed.compile:
-                        self.compile_now(x, y)
+                if self.model.widths != self.prepared:   # the hook grew the network (it may add nothing)
+                    with self.tracker.clock.section("growth"):
+                        self.refresh()
+                        if self.speed.compile:
+                            self.compile_now(x, y)
         mean_loss = float(total) / seen  # one device sync per epoch, not per step
         self.epoch += 1
         if not math.isfinite(mean_loss):

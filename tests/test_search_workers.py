@@ -67,13 +67,17 @@ def test_a_study_in_a_database(tmp_path, monkeypatch):
     assert main([*RUN, "--out", str(out)]) == 0
     folder, trials, summary = run_folder(out)
     assert not (folder / JOURNAL).exists() and len(trials) == TRIALS
-    with sqlite3.connect(db) as con:   # the study is named by the run id: one database holds many runs' studies
-        assert con.execute("select study_name from studies").fetchall() == [(folder.name,)]
-        assert con.execute("select count(*) from trials").fetchone() == (TRIALS,)
+    with sqlite3.connect(db) as con:   # named by the run id and its folder: one database holds many runs' studies
+        (name,), = con.execute("select study_name from studies").fetchall()
+        assert name.startswith(folder.name + "-") and con.execute("select count(*) from trials").fetchone() == (TRIALS,)
     # the same run again (--force): its study resumes from the database, every trial already run
     assert main([*RUN, "--out", str(out), "--force"]) == 0
     _, again, summary = run_folder(out)
     assert [e.get("earlier") for e in again] == [True] * TRIALS and sum(summary["trials"].values()) == TRIALS
+    # the same run in another results folder is a search of its own
+    assert main([*RUN, "--out", str(tmp_path / "other")]) == 0
+    _, fresh, _ = run_folder(tmp_path / "other")
+    assert not any(e.get("earlier") for e in fresh) and len(fresh) == TRIALS
 
 
 def test_a_bad_database_url_is_one_line(tmp_path, monkeypatch, capsys):

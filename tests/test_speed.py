@@ -62,3 +62,13 @@ def test_a_network_changed_between_epochs_is_prepared_again_before_training():
     trainer.prepared = ()          # ... at widths the trainer has not seen
     trainer.train_epoch()
     assert all(p.is_contiguous(memory_format=CL) for p in conv_params(model))
+
+
+def test_a_hook_that_grows_nothing_costs_no_recompilation():
+    data = load_dataset("synthetic")
+    model = build_network(NetSpec("mlp", (8,), data.input_shape, data.num_classes))
+    trainer = Trainer(model, data, TrainConfig(epochs=1, batch_size=64), 0, Quiet())
+    calls = []
+    trainer.refresh = lambda: calls.append(1)
+    trainer.train_epoch(every=2, hook=lambda: None)   # 8 steps, a hook every 2: nothing grows
+    assert calls == []

@@ -48,3 +48,4 @@ class RunnerConfig:
     force: bool = False              # redo a finished run (the old folder is kept, renamed)
     channels_last: bool = True       # conv nets train NHWC (methods.speed): same results, faster
     compile: bool = False            # torch.compile the training loss (methods.speed)
+    autocast: bool = True            # CUDA: bf16 autocast of training and evaluation forwards (methods.speed)

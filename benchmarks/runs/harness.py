@@ -84,7 +84,7 @@ def task_of(config: RunConfig, runner: RunnerConfig, device: torch.device, workd
         data = data.in_memory_format(torch.channels_last)
     return Task(data, NetSpec(config.arch, config.widths, data.input_shape, data.num_classes), config.train,
                 config.seed, device, workdir=workdir,
-                speed=Speed(channels_last=runner.channels_last, compile=runner.compile))
+                speed=Speed(channels_last=runner.channels_last, compile=runner.compile, autocast=runner.autocast))
 
 
 def finished_summary(record: RunDir, runner: RunnerConfig) -> dict | None:
@@ -102,7 +102,7 @@ def attempt(config: RunConfig, runner: RunnerConfig, record: RunDir, method, tas
     try:
         with Tracker(record, clock, runner.wandb, runner.wandb_project, runner.wandb_entity) as tracker:
             result = method.run(task, tracker)
-            summary = summarise(config, record, result, task.data, task.device, clock, commit)
+            summary = summarise(config, record, result, task, clock, commit)
             tracker.finish(summary)
         return summary
     except KeyboardInterrupt:
@@ -120,10 +120,10 @@ def keep_reason(record: RunDir, name: str, error: str, detail: str = "") -> None
         pass
 
 
-def summarise(config: RunConfig, record: RunDir, result, data, device: torch.device, clock: Clock,
-              commit: str) -> dict:
+def summarise(config: RunConfig, record: RunDir, result, task: Task, clock: Clock, commit: str) -> dict:
     """summary.json's entries (README: the results schema)."""
-    model = result.model
+    model, data, device, speed = result.model, task.data, task.device, task.speed
+    cuda = device.type == "cuda"
     macs = count_macs(model, data.input_shape)
     return {
         "method": config.method, "dataset": config.dataset, "arch": config.arch, "seed": config.seed,
@@ -140,6 +140,8 @@ def summarise(config: RunConfig, record: RunDir, result, data, device: torch.dev
         "wall_clock_s": clock.total(), "cpu_s": clock.cpu_total(),
         **{f"{k}_s": clock.seconds.get(k, 0.0) for k in ("train", "growth", "eval")},
         "device": device_name(device), "torch_version": torch.__version__, "python": platform.python_version(),
+        "speed": {"channels_last": speed.layout(model) == torch.channels_last, "compile": speed.compile,
+                  "autocast_bf16": speed.autocast and cuda, "cudnn_benchmark": cuda},
         "git_commit": commit, "run_id": record.id, "status": "finished", "schema_version": SCHEMA_VERSION,
         **result.extra,
     }

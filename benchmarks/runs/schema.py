@@ -41,6 +41,8 @@ COMMON = {   # every run
     "growth_s": ("s", "of wall_clock_s: growth steps"),
     "eval_s": ("s", "of wall_clock_s: evaluations"),
     "device": ("–", "the device's name (CPU model and threads, or GPU)"),
+    "speed": ("–", "how the Trainer ran (not part of the run id): channels_last, compile, autocast_bf16, "
+                   "cudnn_benchmark"),
     "torch_version": ("–", "torch.__version__"),
     "python": ("–", "the Python version"),
     "git_commit": ("–", "the code's commit when the run started (-dirty: with uncommitted changes outside results/)"),

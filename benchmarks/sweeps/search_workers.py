@@ -55,6 +55,8 @@ def join(config: RunConfig, runner: RunnerConfig, wait_s: float = float("inf")) 
     run's worker to open the study, then runs trials until none is left to claim. How many it ran (0: the run
     ended meanwhile without opening its search, or did not open it in time)."""
     record = RunDir(runner.out, config.to_dict())
+    if record.record().status == "finished" and not runner.force:   # e.g. a job that started after the run ended
+        return 0
     since, deadline = time.time(), time.monotonic() + wait_s
     while not searching(record.path):
         if ended_since(record, since) or time.monotonic() > deadline:

@@ -14,6 +14,7 @@ claims lock and the workers' lock files stay in the run folder: every worker mus
 """
 
 import fcntl
+import hashlib
 import os
 import uuid
 from collections.abc import Callable
@@ -40,7 +41,8 @@ def storage_of(workdir: Path) -> tuple[BaseStorage, str]:
     if not url:
         return JournalStorage(JournalFileBackend(str(workdir / JOURNAL))), STUDY
     try:
-        return RDBStorage(url), workdir.name
+        # named by the run id and the folder's path: the same run in another results folder is another search
+        return RDBStorage(url), f"{workdir.name}-{hashlib.sha1(str(workdir.resolve()).encode()).hexdigest()[:8]}"
     except Exception as e:   # a malformed URL, a driver not installed, a server out of reach: one line
         message = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ConfigError(f"{STORAGE_ENV}: cannot open the study database {url.split('://')[0]}://...: "
