@@ -7,6 +7,8 @@ their absence before any work, and a wandb that cannot start is one line, not a 
 
 import os
 
+import torch
+
 from benchmarks.errors import UserError
 from benchmarks.runs.records import RunDir
 from benchmarks.runs.timing import Clock
@@ -79,3 +81,14 @@ class Tracker:
         if self.wandb is not None:
             self.wandb.finish(exit_code=1 if failed else 0)
             self.wandb = None
+
+
+class Quiet:
+    """A tracker that records nothing: studies, which write no run record, and a nas run's extra search workers,
+    whose trials reach the run's history through the run's own worker."""
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.clock = Clock(torch.device(device))
+
+    def log(self, event: dict) -> None:
+        pass

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmarks.runs.timing import Clock
+from benchmarks.runs.tracking import Quiet
 from datasets import Data
 from methods.nets import NetSpec, build_network
 from methods.train import TrainConfig, Trainer
@@ -20,16 +20,6 @@ class Claim:
     measured: str     # the numbers
     threshold: str    # what `holds` checks
     holds: bool
-
-
-class Quiet:
-    """A tracker that records nothing (a study writes no run record)."""
-
-    def __init__(self):
-        self.clock = Clock(torch.device("cpu"))
-
-    def log(self, event: dict) -> None:
-        pass
 
 
 def trained(data: Data, spec: NetSpec, train: TrainConfig, seed: int) -> nn.Module:

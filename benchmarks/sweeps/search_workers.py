@@ -16,28 +16,16 @@ import signal
 import sys
 import time
 
-import torch
-
 from benchmarks.runs.config import RunConfig, RunnerConfig
 from benchmarks.runs.harness import resolve_device, task_of
 from benchmarks.runs.records import MARKERS, RunDir
-from benchmarks.runs.timing import Clock
+from benchmarks.runs.tracking import Quiet
 from methods import make_method
 from methods.nas.search import Search
 from methods.nas.study import searching
 
 POLL_S = 1.0          # how often a waiting worker looks whether the run's search has opened (s)
 STOP_GRACE_S = 5.0    # once the run has ended, how long its workers get to end on their own before being killed (s)
-
-
-class Unlogged:
-    """A worker's tracker: its trials reach the run's history through the run's own worker."""
-
-    def __init__(self, device: torch.device):
-        self.clock = Clock(device)
-
-    def log(self, event: dict) -> None:
-        pass
 
 
 def ended_since(record: RunDir, since: float) -> bool:
@@ -63,7 +51,7 @@ def join(config: RunConfig, runner: RunnerConfig, wait_s: float = float("inf")) 
             return 0
         time.sleep(POLL_S)
     task = task_of(config, runner, resolve_device(runner.device), record.path)
-    return Search(task, make_method("nas", **config.options).cfg).help(Unlogged(task.device))
+    return Search(task, make_method("nas", **config.options).cfg).help(Quiet(task.device))
 
 
 def _worker(config: RunConfig, runner: RunnerConfig, gpu: str | None, parent: int) -> None:
