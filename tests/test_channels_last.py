@@ -3,6 +3,7 @@ on the NCHW one: the statistics agree within float32 round-off, a growth step at
 leaves the grown weights channels-last, and a short TINY run ends at the same widths and accuracies."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -73,20 +74,30 @@ def test_a_growth_step_at_zero_amplitude_keeps_a_channels_last_function_and_form
     torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
 
 
-def tiny_run(tmp_path, channels_last: bool) -> dict:
+def tiny_run(tmp_path, channels_last: bool) -> tuple[dict, list[dict]]:
+    """(summary, growth events) of a short TINY run."""
     config = RunConfig(method="tiny", dataset="synthetic-image", arch="resnet18", widths=(1,) * 8, seed=0,
                        train=TrainConfig(epochs=1, batch_size=32, lr=0.01),
                        options={"target": "2,2,3,3,3,3,4,4", "growth_steps": 3, "grow_every": 0.25,
                                 "min_samples": 32, "max_samples": 32, "line_search_samples": 64, "after_samples": 0})
-    runner = RunnerConfig(out=str(tmp_path / str(channels_last)), device="cpu", wandb="disabled",
-                          channels_last=channels_last)
-    return run(config, runner)[0]
+    out = tmp_path / str(channels_last)
+    runner = RunnerConfig(out=str(out), device="cpu", wandb="disabled", channels_last=channels_last)
+    summary = run(config, runner)[0]
+    history = [json.loads(line) for line in next(out.rglob("history.jsonl")).read_text().splitlines()]
+    return summary, [e for e in history if e["kind"] == "growth"]
 
 
 def test_a_tiny_run_channels_last_ends_where_the_nchw_run_ends(tmp_path):
-    nhwc, nchw = tiny_run(tmp_path, True), tiny_run(tmp_path, False)
+    (nhwc, grown_nhwc), (nchw, grown_nchw) = tiny_run(tmp_path, True), tiny_run(tmp_path, False)
     assert nhwc["widths"] == nchw["widths"]
-    for key in ("test_accuracy", "train_accuracy"):
-        assert abs(nhwc[key] - nchw[key]) <= 1 / 256, key   # at most one image of synthetic-image's 256
-    # float32 round-off (~1e-7) grows through 3 line searches and 8 SGD steps to ~1e-3 of the loss
+    # The first growth step, before any SGD step: the same choices, losses equal within round-off.
+    first = lambda events: [e for e in events if e["growth_step"] == 0]
+    assert [(e["layer"], e["added"], e["gamma"]) for e in first(grown_nhwc)] == \
+        [(e["layer"], e["added"], e["gamma"]) for e in first(grown_nchw)]
+    for a, b in zip(first(grown_nhwc), first(grown_nchw), strict=True):
+        assert a["loss_after"] == pytest.approx(b["loss_after"], rel=1e-5)
+        assert a["lambdas"][0] == pytest.approx(b["lambdas"][0], rel=1e-2)
+    # float32 round-off (~1e-7) grows through 3 line searches and 8 SGD steps to ~1e-3 of the loss (a fixed
+    # net alone ends 1e-3 apart). The accuracies are not compared: after 8 steps the net is at chance, its
+    # predictions turn on logits equal within that round-off.
     assert nhwc["test_loss"] == pytest.approx(nchw["test_loss"], rel=1e-2)

@@ -8,7 +8,8 @@
     a weight-gradient convolution as the product it computes, the shift Gram's C×C products as they are).
 (b) step: one growth step, ours against gromo's on the same network and batches (benchmarks/studies/perf_gromo.py):
     ResNet-18 at 1/64 width, 256 images, the 8 blocks as candidates, K = 16 neurons each. Ours = collect
-    + TinyChooser.propose per pair; gromo = its statistics + compute_optimal_updates per block. The top
+    + TinyChooser.propose per pair, in the layout a run trains in (channels-last) and in NCHW; gromo = its
+    statistics + compute_optimal_updates per block (NCHW, its modules' layout). The top
     singular values λ of the two must agree (float32 statistics: 1e-3 of each block's λ_1).
 (c) run: a whole `run --method ours` on MNIST with its defaults against `fixed` at the widths it ended
     with, for the same epochs (one run each, records in a temporary folder, wandb disabled); wall-clock
@@ -22,6 +23,7 @@ Times are medians over --repeats calls after one warm-up call on the first WARMU
 average is recorded before and after each part: timings taken while other processes run are not final.
 """
 
+import copy
 import importlib.util
 import json
 import os
@@ -43,6 +45,7 @@ from methods.growth.stats import collect
 from methods.growth.tiny_solve import solve
 from methods.nets import NetSpec, build_network, parse_widths
 from methods.nets.cost import count_macs
+from methods.speed import Speed
 from methods.tiny import TinyChooser, TinyConfig
 
 WARMUP = 4            # samples of the warm-up call
@@ -129,15 +132,21 @@ def stats_case(case: Case, mnist, device, repeats: int, sync) -> dict:
 
 
 def step_case(case: Case, blocks, k: int, device, repeats: int, sync) -> dict:
+    """Ours in the network's training layout (channels-last for a conv net, methods/speed.py: a run's
+    statistics see NHWC images and weights) and in NCHW, gromo in NCHW (its modules' layout)."""
     from benchmarks.studies import perf_gromo  # gromo is a test dependency: imported only here
 
     model, x, y = setup(case, None, device)
-    pairs = [model.growable_pairs()[i] for i in blocks]
+    fmt = Speed().layout(model)
+    layouts = {"ours": (Speed().prepare(copy.deepcopy(model)), x.contiguous(memory_format=fmt)),
+               "ours_nchw": (model, x)}
     gen = torch.Generator()
 
-    def ours(n: int) -> dict:
+    def ours(name: str, n: int) -> dict:
+        net, xs = layouts[name]
+        pairs = [net.growable_pairs()[i] for i in blocks]
         chooser = TinyChooser(TinyConfig(move_existing=True))   # K = k, as gromo's cap; ΔW* as gromo's
-        stats_s, (st, _, _) = clocked(lambda: collect(model, pairs, x[:n], y[:n]), sync)
+        stats_s, (st, _, _) = clocked(lambda: collect(net, pairs, xs[:n], y[:n]), sync)
         updates_s, _ = clocked(lambda: [chooser.propose(p, st[p.name], k, gen) for p in pairs], sync)
         return {"stats_s": stats_s, "updates_s": updates_s, "stats": st}
 
@@ -145,11 +154,14 @@ def step_case(case: Case, blocks, k: int, device, repeats: int, sync) -> dict:
         net, seconds = perf_gromo.gromo_copy(model, list(blocks))
         return perf_gromo.gromo_step(net, seconds, x[:n], y[:n], k, GROMO_BATCH, sync)
 
-    ours(WARMUP)
+    pairs = [model.growable_pairs()[i] for i in blocks]
+    for name in layouts:
+        ours(name, WARMUP)
     gromo(WARMUP)
-    runs = {"ours": [], "gromo": []}
-    for _ in range(repeats):   # interleaved: a change of the machine's load hits both alike
-        runs["ours"].append(ours(len(y)))
+    runs = {"ours": [], "ours_nchw": [], "gromo": []}
+    for _ in range(repeats):   # interleaved: a change of the machine's load hits all alike
+        for name in layouts:
+            runs[name].append(ours(name, len(y)))
         runs["gromo"].append(gromo(len(y)))
     times = {name: {key: statistics.median(r[key] for r in rs) for key in ("stats_s", "updates_s")}
              for name, rs in runs.items()}
@@ -170,8 +182,10 @@ def step_case(case: Case, blocks, k: int, device, repeats: int, sync) -> dict:
         lam[p.name] = {"ours": lo[:k].tolist(), "gromo": lg.tolist(), "gromo_f32": lg32.tolist(),
                        "rel_err": err(lo, lg), "rel_err_f32": err(lo, lg32), "s2_eig_ratio": float(ev[0] / ev[-1])}
     checked = [v["rel_err"] for v in lam.values() if v["s2_eig_ratio"] >= MIN_EIG_RATIO]
-    return {"case": case.label, "blocks": [p.name for p in pairs], "neurons": k, "gromo_batch": GROMO_BATCH, **times,
-            "speedup": {key: times["gromo"][key] / times["ours"][key] for key in ("stats_s", "updates_s", "total_s")},
+    speedup = lambda name: {key: times["gromo"][key] / times[name][key] for key in ("stats_s", "updates_s", "total_s")}
+    return {"case": case.label, "blocks": [p.name for p in pairs], "neurons": k, "gromo_batch": GROMO_BATCH,
+            "layout": "channels-last" if fmt == torch.channels_last else "nchw", **times,
+            "speedup": speedup("ours"), "speedup_nchw": speedup("ours_nchw"),
             "lambda": {"rtol": LAMBDA_RTOL, "min_eig_ratio": MIN_EIG_RATIO, "checked": len(checked),
                        "max_rel_err": max(checked), "agree": max(checked) <= LAMBDA_RTOL, "blocks": lam}}
 
@@ -243,11 +257,15 @@ def format_result(r: dict) -> str:
                      f"{c['gflop_per_s']:>8.1f}{c['gemm_s']:>8.3f}{c['gemm_gflop_per_s']:>10.1f}{c['ratio_to_gemm']:>7.2f}")
     s, lam = r["step"], r["step"]["lambda"]
     lines += ["", f"(b) growth step, {s['case']}, {len(s['blocks'])} blocks, K={s['neurons']}   [{load('step')}]",
-              f"{'':<10}{'stats s':>9}{'updates s':>11}{'total s':>9}"]
-    for name in ("ours", "gromo"):
-        lines.append(f"{name:<10}{s[name]['stats_s']:>9.2f}{s[name]['updates_s']:>11.2f}{s[name]['total_s']:>9.2f}")
-    sp = s["speedup"]
-    lines.append(f"{'gromo/ours':<10}{sp['stats_s']:>9.2f}{sp['updates_s']:>11.2f}{sp['total_s']:>9.2f}")
+              f"{'':<28}{'stats s':>9}{'updates s':>11}{'total s':>9}"]
+    label = {"ours": f"ours ({s['layout']}, as a run)", "ours_nchw": "ours (nchw)", "gromo": "gromo (nchw)"}
+    for name in ("ours", "ours_nchw", "gromo"):
+        lines.append(f"{label[name]:<28}{s[name]['stats_s']:>9.2f}{s[name]['updates_s']:>11.2f}"
+                     f"{s[name]['total_s']:>9.2f}")
+    for name, key in (("ours", "speedup"), ("ours_nchw", "speedup_nchw")):
+        sp = s[key]
+        lines.append(f"{'gromo / ' + label[name]:<28}{sp['stats_s']:>9.2f}{sp['updates_s']:>11.2f}"
+                     f"{sp['total_s']:>9.2f}")
     lines.append(f"gromo updates solved in float64 (as ours; one call): {s['gromo']['updates_f64_s']:.2f} s")
     lines.append(f"top {s['neurons']} λ, |λ_k ours - λ_k gromo| / λ_1 with gromo's solve in float64: max "
                  f"{lam['max_rel_err']:.1e} over the {lam['checked']} blocks with S2 λmin/λmax >= "

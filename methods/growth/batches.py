@@ -27,11 +27,17 @@ class Sides:
 
 def sides(layer: nn.Module, x: torch.Tensor, g: torch.Tensor) -> Sides:
     """b1 and g of `layer` from its input x and the gradient g at its output (n, dout[, Ho, Wo])."""
-    b1_img = with_ones(patches(layer, x), layer.bias is not None)
-    bg_img = torch.cat([b1_img, g], 1)
-    bg = rows(bg_img)                      # one copy for b1 and g
-    d1 = b1_img.shape[1]
-    return Sides(b1_img, g, bg_img, bg[:, :d1], bg[:, d1:])
+    p, bias = patches(layer, x), layer.bias is not None
+    d, d1 = p.shape[1], p.shape[1] + bias
+    if p.dim() == 2:
+        bg_img = torch.cat([with_ones(p, bias), g], 1)
+    else:   # written once into its rows (n, Ho, Wo, d1 + dout): bg_img is their channels-last view
+        bg_img = p.new_empty(p.shape[0], *p.shape[2:], d1 + g.shape[1]).permute(0, 3, 1, 2)
+        bg_img[:, :d] = p
+        bg_img[:, d:d1] = 1.0
+        bg_img[:, d1:] = g
+    bg = rows(bg_img)                      # (rows, d1 + dout): a view for a conv
+    return Sides(bg_img[:, :d1], g, bg_img, bg[:, :d1], bg[:, d1:])
 
 
 @contextmanager
@@ -64,13 +70,10 @@ def batch_sides(model: nn.Module, seconds: list, inputs: dict, outputs: dict, x:
     return {m: sides(m, inputs[m], gr.detach()) for m, gr in zip(seconds, grads, strict=True)}
 
 
-def floats_per_sample(batch: dict[nn.Module, Sides], first_inputs: list[torch.Tensor], n: int) -> float:
-    """Memory of a batch of n samples, per sample, in floats: its largest b1 or g and, when S2, M2 and C
-    are computed (first_inputs: the first layers' inputs), 9 times a first layer's input (a 3x3 unfold)."""
-    per_sample = max(t.numel() for s in batch.values() for t in (s.b1, s.g)) / n
-    if first_inputs:
-        per_sample = max(per_sample, max(t.numel() for t in first_inputs) / n * 9)
-    return per_sample
+def floats_per_sample(batch: dict[nn.Module, Sides], built: int, n: int) -> float:
+    """Memory of a batch of n samples, per sample, in floats: its largest b1 or g, or the largest tensor
+    the pairs' statistics built from it (`built` floats: an unfolded input, shift_gram's frames)."""
+    return max(built, *(t.numel() for s in batch.values() for t in (s.b1, s.g))) / n
 
 
 class Batches:

@@ -46,6 +46,18 @@ def covered(valid: tuple, start: int, out: int) -> tuple:
     return r0, max(r0, min(valid[1], start + out))
 
 
+def frame_shape(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, ...]:
+    """Shape of phase_frames' Z for conv's input x (n, C, H, W): (phases y, phases x, Fy, Fx, n, C)."""
+    (_, yph, _), (_, xph, Fx) = (phase_axis(x.shape[2 + i], conv.kernel_size[i], conv.padding[i], conv.stride[i])
+                                 for i in range(2))
+    return len(yph), len(xph), max(r[1] for r in yph), Fx, *x.shape[:2]
+
+
+def frame_floats(conv: nn.Conv2d, x: torch.Tensor) -> int:
+    """Floats of phase_frames' Z: what shift_gram adds to a batch's memory."""
+    return math.prod(frame_shape(conv, x))
+
+
 def phase_frames(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple, tuple]:
     """conv's input x (n, C, H, W) as its phase images (phase_axis), one zero frame (Fy, Fx, n, C) each:
     pixel-major, then image, then channel. A shift δ is then one flat offset (δy·Fx + δx)·n for all
@@ -53,9 +65,9 @@ def phase_frames(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple,
     pixels for the largest δx: from a pixel u, the flat offset reaches u + δ in the same image or a
     zero, never another pixel. Returns (Z (phases y, phases x, Fy, Fx, n, C), (taps, phases) per axis)."""
     n, C = x.shape[:2]
-    (ytaps, yph, _), (xtaps, xph, Fx) = (phase_axis(x.shape[2 + i], conv.kernel_size[i], conv.padding[i],
-                                                    conv.stride[i]) for i in range(2))
-    Z = x.new_zeros(len(yph), len(xph), max(r[1] for r in yph), Fx, n, C)
+    (ytaps, yph, _), (xtaps, xph, _) = (phase_axis(x.shape[2 + i], conv.kernel_size[i], conv.padding[i],
+                                                   conv.stride[i]) for i in range(2))
+    Z = x.new_zeros(frame_shape(conv, x))
     if x.is_contiguous(memory_format=torch.channels_last):   # NHWC (methods/speed.py): rows of C floats
         pixels = x.permute(2, 3, 0, 1)                         # already; a view, no copy
     else:

@@ -40,7 +40,7 @@ from torch import nn
 
 from methods.growth.batches import Batches, Sides, batch_sides, floats_per_sample, norm_mode, recorded
 from methods.growth.grids import b2_is_own_patch, kernel_centres, on_second_input, patches, rows, with_ones
-from methods.growth.patch_gram import patch_products, shift_gram, shift_gram_applies, taps_to_unfold
+from methods.growth.patch_gram import frame_floats, patch_products, shift_gram, shift_gram_applies, taps_to_unfold
 from methods.nets.growable import GrowablePair, batch_norms
 from methods.nets.modes import kept_modes
 
@@ -166,16 +166,20 @@ class StatsPass:
         self.queued: dict = {}    # key -> (left rows, {statistic: right rows}), this batch's products
         self.s2_key: dict = {}    # pair name -> the key of its S2 in sums
         self.shifted: dict = {}   # pair name -> its first conv, when shift_gram sums its S2
+        self.built = 0            # floats of the largest tensor built for the pairs from the last batch
 
     def add_batch(self, batch: dict[nn.Module, Sides], inputs: dict) -> None:
         """One batch: b1 and g of every second layer, the layers' inputs."""
+        self.built = 0
         for m in self.seconds:
             self._queue(("in", m), batch[m].b1, {("S", m): batch[m].b1, ("M", m): batch[m].g})
         for p in self.pairs if self.full else []:
             self._add_pair(p, batch, inputs)
         self._multiply()
         for m in self.seconds:
-            gsq = float(torch.linalg.vector_norm(batch[m].g, dtype=torch.float64)) ** 2   # no float64 copy of g
+            # Row norms in float32 (each over dout values: accurate), their squares summed in float64. One
+            # float32 norm of all of g drifts by ~1e-3 relative; a float64 one copies g.
+            gsq = float(torch.linalg.vector_norm(batch[m].g, dim=1).double().square().sum())
             self.sums[("gg", m)] = self.sums.get(("gg", m), 0.0) + gsq
 
     def _add_pair(self, p: GrowablePair, batch: dict[nn.Module, Sides], inputs: dict) -> None:
@@ -190,6 +194,7 @@ class StatsPass:
             p2 = batch[p.first].b1_img
         else:
             p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
+            self.built = max(self.built, p2.numel())
         grid = on_second_input(p, p2, inputs[p.second])
         if self.fan_out == "full" and isinstance(p.second, nn.Conv2d):
             self._add_full_fan_out(p, grid, batch[p.second])
@@ -202,6 +207,7 @@ class StatsPass:
         self.s2_key[p.name] = ("S2", p.name)
         if p.first not in self.fixed_S:
             self.shifted[p.name] = p.first
+            self.built = max(self.built, frame_floats(p.first, x))
         self.flops += shift_pair_sums(p, x, side.bg_img, side.b1_img.shape[1], self.sums, p.name in self.shifted,
                                       products, self.trace)
 
@@ -250,11 +256,11 @@ class StatsPass:
     def result(self, n: int, shapes: dict) -> dict[str, PairStats]:
         """The expectations over the n samples, by pair name (once, after the last batch: the shifted S2
         are put in unfold order in place); shapes: each layer's output shape."""
-        for name, conv in self.shifted.items():
-            self.sums[("S2", name)] = taps_to_unfold(self.sums[("S2", name)], conv.weight[0, 0].numel(),
-                                                     conv.bias is not None)
+        # The shifted S2 (up to 4609² at ResNet-18's last block) divided in place, not copied once more.
+        done = {("S2", name): taps_to_unfold(self.sums.pop(("S2", name)), conv.weight[0, 0].numel(),
+                                             conv.bias is not None).div_(n) for name, conv in self.shifted.items()}
         positions = {m: math.prod(o[2:]) for m, o in shapes.items()}
-        get = lambda key: self.sums[key] / n if key in self.sums else None
+        get = lambda key: done[key] if key in done else self.sums[key] / n if key in self.sums else None
         return {p.name: PairStats(S1=get(("S", p.second)), M1=get(("M", p.second)), S2=self._S2(p, get),
                                   M2=get(("M2", p.name)), C=get(("C", p.name)), gsq=self.sums[("gg", p.second)] / n,
                                   n=n, macs_per_unit=macs_per_unit(p, positions), positions=positions[p.second])
@@ -269,7 +275,7 @@ class StatsPass:
 
 def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: torch.Tensor,
             batch_size: int = 1024, full: bool = True, fixed_S: dict | None = None,
-            fan_out: str = "centre", max_elems: int = 2 ** 25, norms: str = "eval",
+            fan_out: str = "centre", max_elems: int = 2 ** 23, norms: str = "eval",
             trace: list | None = None) -> tuple[dict[str, PairStats], float, float]:
     """Statistics of `pairs` over the samples (x, y). Returns (stats by pair name, FLOPs, seconds).
 
@@ -278,7 +284,9 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     is (d2, C_out·kh·kw) and C is (kh·kw, d2, d1), see full_fan_out_sums) for conv second layers.
     fixed_S maps a layer to the S2 of the pair it starts when it is already known (the network's
     input layer on a fixed sample set: its input does not depend on the weights): used, not recomputed.
-    A batch holds at most `batch_size` samples and about `max_elems` floats per unfolded input.
+    A batch holds at most `batch_size` samples and about `max_elems` floats in its largest tensor (b1 and g
+    side by side, an unfolded input, shift_gram's frames): 2^23 floats, 32 MB, beyond which each batch's
+    tensors come from fresh pages (ResNet-18 1/64, 256 images, CPU: 2^23 3.1 s, 2^25 3.7-5 s).
     norms: "eval" or "train" (BatchNorm by batch statistics, running statistics untouched; module doc).
     FLOPs count the statistics matmuls from their shapes (2·rows·d·d'); the forward/backward passes
     (3 x 2 x MACs per sample) are charged by the caller, who knows the MACs.
@@ -293,7 +301,7 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
         for start, stop in batches:
             batch = batch_sides(model, acc.seconds, inputs, outputs, x[start:stop], y[start:stop])
             acc.add_batch(batch, inputs)
-            batches.fit(floats_per_sample(batch, [inputs[p.first] for p in pairs] if full else [], stop - start))
+            batches.fit(floats_per_sample(batch, acc.built, stop - start))
     return acc.result(len(y), shapes), acc.flops, time.perf_counter() - t0
 
 
