@@ -9,6 +9,7 @@ they replace, in float64 unless said otherwise:
   VGG and conv pairs, every path of shift_plan taken, and with a known S2; its FLOPs are those of the
   products it traced; stats.side_by_side (b1 and g without a copy);
 - a strided first conv on a map large enough for the fast paths, against gromo;
+- the batches of collect sized by the largest tensor each one builds (frame_floats: shift_gram's frames);
 - tiny_solve.CholeskyWhitener against the explicit inverse of the Cholesky factor.
 """
 
@@ -20,9 +21,9 @@ import pytest
 import torch
 from torch import nn
 
-from methods.growth import stats, tiny_solve
+from methods.growth import batches, patch_gram, stats, tiny_solve
 from methods.growth.grids import patches, rows, with_ones
-from methods.growth.patch_gram import patch_products, shift_gram, taps_to_unfold
+from methods.growth.patch_gram import frame_floats, patch_products, phase_frames, shift_gram, taps_to_unfold
 from methods.growth.stats import collect
 from methods.nets import NetSpec, build_network
 
@@ -166,6 +167,61 @@ def test_fixed_S2_is_used_and_the_rest_still_computed(monkeypatch):
         close(getattr(fast, key), getattr(ref, key), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("k,pad,stride,H,W,bias,C", conv_cases(16))
+def test_frame_floats_is_the_size_of_the_frames(k, pad, stride, H, W, bias, C):
+    """collect sizes its batches by frame_floats before shift_gram builds the frames."""
+    conv = nn.Conv2d(C, 4, k, stride, pad, bias=bias)
+    x = torch.randn(3, C, H, W)
+    assert frame_floats(conv, x) == phase_frames(conv, x)[0].numel()
+
+
+@pytest.mark.parametrize("net", ["resnet", "pair"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_batches_are_sized_by_the_largest_tensor_a_batch_builds(monkeypatch, fast, net):
+    """After each batch, the floats per sample that size the next ones cover every tensor the batch built:
+    the rows of b1 and g side by side, an unfolded first-layer input, shift_gram's frames; and the next
+    batches stay within max_elems by that measure. (In the conv pair, b1 and g side by side are the
+    largest: 37 + 5 floats a position, against the first layer's 28.)"""
+    torch.manual_seed(0)
+    if net == "resnet":
+        model = build_network(NetSpec("resnet18", (2, 1, 3, 2, 1, 2, 3, 1), (3, 16, 16), 10)).double().eval()
+    else:
+        model = ConvPair(3, 4, 5, 1, 1, True, "relu", seed=0)
+        model.growable_pairs = lambda: [model.pair]
+    x, y = torch.randn(40, 3, 16, 16, dtype=DT), torch.randint(0, 5, (40,))
+    if not fast:
+        unfold_only(monkeypatch)
+    largest, fits = [], []   # per batch: [samples, floats of its largest tensor]; (per_sample, step) per fit
+
+    def tracked(f):
+        def built(*args, **kwargs):
+            out = f(*args, **kwargs)
+            largest[-1][1] = max(largest[-1][1], (out[0] if isinstance(out, tuple) else out).numel())
+            return out
+        return built
+
+    def batch_sides(*args):
+        sides = real_sides(*args)
+        largest.append([len(args[-1]), max(s.bg_img.numel() for s in sides.values())])
+        return sides
+
+    def fit(self, per_sample):
+        real_fit(self, per_sample)
+        fits.append((per_sample, self.step))
+
+    real_sides, real_fit = stats.batch_sides, batches.Batches.fit
+    monkeypatch.setattr(stats, "batch_sides", batch_sides)
+    monkeypatch.setattr(batches.Batches, "fit", fit)
+    monkeypatch.setattr(stats, "patches", tracked(stats.patches))
+    monkeypatch.setattr(patch_gram, "phase_frames", tracked(patch_gram.phase_frames))
+    max_elems = 60_000
+    collect(model, model.growable_pairs(), x, y, batch_size=64, max_elems=max_elems)
+    assert len(largest) == len(fits) >= 3
+    for (n, floats), (per_sample, step) in zip(largest, fits, strict=True):
+        assert per_sample * n >= floats * (1 - 1e-12)
+        assert step == 1 or step * per_sample <= max_elems
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_strided_first_conv_on_a_large_map_agrees_with_gromo(bias):
     """conv1 with stride 2 from 16x16 to 8x8: S2 from phase images, M2 and C as a weight gradient."""
@@ -203,8 +259,11 @@ def test_whitener_above_eigh_max_dim_gives_the_same_solution(monkeypatch):
     assert isinstance(W, tiny_solve.CholeskyWhitener)
     dense = torch.linalg.solve_triangular(W.L, torch.eye(len(W.L), dtype=DT), upper=False)
     lazy, ref = tiny_solve.solve(s, 3, 0.0, W2=W), tiny_solve.solve(s, 3, 0.0, W2=dense)
-    # (a λ below GRAM_FLOOR λ_1, the structural zero here, is round-off of gram_svd's squaring)
-    close(lazy.lambdas, ref.lambdas, rtol=1e-10, atol=tiny_solve.GRAM_FLOOR * float(ref.lambdas[0]))
+    # λ above GRAM_FLOOR λ_1 agree to round-off; the structural zero below it is round-off of gram_svd's squaring
+    live = ref.lambdas > tiny_solve.GRAM_FLOOR * float(ref.lambdas[0])
+    assert 0 < int(live.sum()) < len(live)
+    close(lazy.lambdas[live], ref.lambdas[live], rtol=1e-10, atol=0)
+    assert float(lazy.lambdas[~live].abs().max()) < tiny_solve.GRAM_FLOOR * float(ref.lambdas[0])
     for k in range(3):
         close(torch.outer(lazy.omega[:, k], lazy.alpha[k]), torch.outer(ref.omega[:, k], ref.alpha[k]),
               rtol=1e-8, atol=0)

@@ -430,12 +430,21 @@ def test_gram_svd_is_the_svd(shape):
     torch.testing.assert_close(Vh * signs[:, None], Vh0[:q], rtol=0, atol=1e-8)
 
 
-def test_gram_svd_beyond_the_rank():
-    """A rank-3 matrix: zero singular values and zero vectors past the rank, never NaN."""
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("q", [6, 25])
+def test_gram_svd_beyond_the_rank(wide, q):
+    """A rank-3 matrix, tall or wide: singular values below GRAM_FLOOR λ_1 past the rank, zero vectors on
+    the side found as X V / λ (U tall, Vh wide), never NaN; q past min(shape) gives min(shape) vectors."""
     gen = torch.Generator().manual_seed(1)
     X = torch.randn(40, 3, dtype=torch.float64, generator=gen) @ torch.randn(3, 10, dtype=torch.float64, generator=gen)
-    U, lam, Vh = gram_svd(X, 6)
+    X = X.T if wide else X
+    U, lam, Vh = gram_svd(X, q)
+    k = min(q, 10)
+    assert U.shape == (X.shape[0], k) and lam.shape == (10,) and Vh.shape == (k, X.shape[1])
     assert torch.isfinite(U).all() and torch.isfinite(Vh).all()
-    assert float(lam[3:].max()) < 1e-6 * float(lam[0])
+    assert float(lam[3:].max()) < GRAM_FLOOR * float(lam[0])
+    divided = Vh.T if wide else U
+    assert torch.equal(divided[:, 3:], torch.zeros_like(divided[:, 3:]))
     torch.testing.assert_close((U[:, :3] * lam[:3]) @ Vh[:3], X, rtol=0, atol=1e-9)
     torch.testing.assert_close(U[:, :3].T @ U[:, :3], torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-9)
+    torch.testing.assert_close(Vh[:3] @ Vh[:3].T, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-9)

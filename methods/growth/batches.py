@@ -32,7 +32,8 @@ def sides(layer: nn.Module, x: torch.Tensor, g: torch.Tensor) -> Sides:
     if p.dim() == 2:
         bg_img = torch.cat([with_ones(p, bias), g], 1)
     else:   # written once into its rows (n, Ho, Wo, d1 + dout): bg_img is their channels-last view
-        bg_img = p.new_empty(p.shape[0], *p.shape[2:], d1 + g.shape[1]).permute(0, 3, 1, 2)
+        dtype = torch.promote_types(p.dtype, g.dtype)   # as cat would: neither side is rounded
+        bg_img = p.new_empty(p.shape[0], *p.shape[2:], d1 + g.shape[1], dtype=dtype).permute(0, 3, 1, 2)
         bg_img[:, :d] = p
         bg_img[:, d:d1] = 1.0
         bg_img[:, d1:] = g
@@ -71,9 +72,10 @@ def batch_sides(model: nn.Module, seconds: list, inputs: dict, outputs: dict, x:
 
 
 def floats_per_sample(batch: dict[nn.Module, Sides], built: int, n: int) -> float:
-    """Memory of a batch of n samples, per sample, in floats: its largest b1 or g, or the largest tensor
-    the pairs' statistics built from it (`built` floats: an unfolded input, shift_gram's frames)."""
-    return max(built, *(t.numel() for s in batch.values() for t in (s.b1, s.g))) / n
+    """Memory of a batch of n samples, per sample, in floats: its largest rows of b1 and g side by side
+    (bg_img), or the largest tensor the pairs' statistics built from it (`built` floats: an unfolded
+    input, shift_gram's frames)."""
+    return max(built, *(s.bg_img.numel() for s in batch.values())) / n
 
 
 class Batches:

@@ -284,8 +284,8 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     is (d2, C_out·kh·kw) and C is (kh·kw, d2, d1), see full_fan_out_sums) for conv second layers.
     fixed_S maps a layer to the S2 of the pair it starts when it is already known (the network's
     input layer on a fixed sample set: its input does not depend on the weights): used, not recomputed.
-    A batch holds at most `batch_size` samples and about `max_elems` floats in its largest tensor (b1 and g
-    side by side, an unfolded input, shift_gram's frames): 2^23 floats, 32 MB, beyond which each batch's
+    A batch holds at most `batch_size` samples and about `max_elems` floats in its largest tensor (the rows
+    of b1 and g side by side, an unfolded input, shift_gram's frames): 2^23 floats, 32 MB, beyond which each batch's
     tensors come from fresh pages (ResNet-18 1/64, 256 images, CPU: 2^23 3.1 s, 2^25 3.7-5 s).
     norms: "eval" or "train" (BatchNorm by batch statistics, running statistics untouched; module doc).
     FLOPs count the statistics matmuls from their shapes (2·rows·d·d'); the forward/backward passes

@@ -186,12 +186,14 @@ def top_singular(W, N: torch.Tensor, q: int, niter: int = 6):
 
 
 def gram_svd(X: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(U (m, q), λ (r,), Vh (q, n)): every singular value of X (r = min(m, n), descending) and the top q
-    singular vectors, from the eigendecomposition of the smaller Gram matrix: XᵀX = V diag(λ²) Vᵀ for a
+    """(U (m, k), λ (r,), Vh (k, n)): every singular value of X (r = min(m, n), descending) and the top
+    k = min(q, r) singular vectors, from the eigendecomposition of the smaller Gram matrix: XᵀX = V diag(λ²) Vᵀ for a
     tall X, then U = X V / λ (a wide X through its transpose). A product and an r×r eigh: ~3x faster on
     CPU than the thin SVD of W2 N at ResNet-18's last blocks (4608 x 512). In float64 λ_i is off by about
     1e-16 λ_1² / λ_i: 1e-11 λ_1 at the smallest λ a neuron may have (√(1e-9 E‖g‖²) >= 3e-5 λ_1, solve).
-    Below GRAM_FLOOR λ_1 a singular value is round-off of the squaring: its vectors are zero."""
+    Below GRAM_FLOOR λ_1 a singular value is round-off of the squaring: its vector on the side found as
+    X V / λ (U for a tall X, Vh for a wide one) is zero; the other side's is an eigenvector of the Gram
+    matrix, unit norm, in its near-null space."""
     if X.shape[1] > X.shape[0]:
         V, lam, Uh = gram_svd(X.mT, q)
         return Uh.mT, lam, V.mT
