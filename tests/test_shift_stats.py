@@ -106,17 +106,17 @@ def unfold_only(monkeypatch):
     monkeypatch.setattr(stats, "shift_plan", lambda *args: (False, False))
 
 
-def collect_both(monkeypatch, model, x, y, small_map=None):
+def collect_both(monkeypatch, model, x, y, small_map=None, fan_out="centre"):
     """collect with the fast paths (SMALL_MAP = small_map when given), then with the unfold path only."""
     pairs = model.growable_pairs()
     with monkeypatch.context() as m:
         if small_map is not None:
             m.setattr(stats, "SMALL_MAP", small_map)
         trace = []
-        fast, flops, _ = collect(model, pairs, x, y, batch_size=5, trace=trace)
+        fast, flops, _ = collect(model, pairs, x, y, batch_size=5, trace=trace, fan_out=fan_out)
     with monkeypatch.context() as m:
         unfold_only(m)
-        ref, ref_flops, _ = collect(model, pairs, x, y, batch_size=5)
+        ref, ref_flops, _ = collect(model, pairs, x, y, batch_size=5, fan_out=fan_out)
     assert flops == sum(2 * r * a * b for r, a, b in trace)
     for p in pairs:
         for key in ("S1", "M1", "S2", "M2", "C"):
@@ -132,6 +132,17 @@ def test_collect_fast_paths_equal_the_unfold_path_resnet(monkeypatch, small_map)
     model = build_network(NetSpec("resnet18", (2, 1, 3, 2, 1, 2, 3, 1), (3, 16, 16), 10)).double().eval()
     x, y = torch.randn(11, 3, 16, 16, dtype=DT), torch.randint(0, 10, (11,))
     flops, ref_flops = collect_both(monkeypatch, model, x, y, small_map)
+    assert flops < ref_flops
+
+
+@pytest.mark.parametrize("size", [16, 12])
+def test_full_fan_out_fast_paths_equal_the_unfold_path_resnet(monkeypatch, size):
+    """The full kh×kw fan-out, ResNet-18 on 16x16 and 12x12 inputs: S2 from shifted products plus its
+    edge positions on the 16x16 and 8x8 (6x6) maps, the unfold Gram on the smaller ones (edge_plan)."""
+    torch.manual_seed(0)
+    model = build_network(NetSpec("resnet18", (2, 1, 3, 2, 1, 2, 3, 1), (3, size, size), 10)).double().eval()
+    x, y = torch.randn(11, 3, size, size, dtype=DT), torch.randint(0, 10, (11,))
+    flops, ref_flops = collect_both(monkeypatch, model, x, y, fan_out="full")
     assert flops < ref_flops
 
 

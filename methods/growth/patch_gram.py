@@ -152,9 +152,10 @@ class PhaseProducts:
         return torch.stack(sums)
 
 
-def shift_gram(conv: nn.Conv2d, x: torch.Tensor, bias: bool, out: torch.Tensor, trace: list | None = None) -> float:
-    """Adds to `out` (d, d) the Σ over images and output positions of b bᵀ, b = the conv's patch (a
-    trailing 1 if `bias`), without unfolding. Tap-major order (tap e, then channel c: the blocks of one
+def shift_gram(conv: nn.Conv2d, x: torch.Tensor, bias: bool, out: torch.Tensor, trace: list | None = None,
+               scale: float = 1.0) -> float:
+    """Adds to `out` (d, d) `scale` times the Σ over images and output positions of b bᵀ, b = the conv's
+    patch (a trailing 1 if `bias`), without unfolding. Tap-major order (tap e, then channel c: the blocks of one
     pair of taps are contiguous), blocks of taps e <= e' and the last column only: taps_to_unfold
     completes `out` once, after the last batch. Returns the FLOPs.
 
@@ -173,10 +174,10 @@ def shift_gram(conv: nn.Conv2d, x: torch.Tensor, bias: bool, out: torch.Tensor, 
     blocks = out[:C * K, :C * K].unflatten(0, (K, C)).unflatten(2, (K, C))   # (K, C, K, C) view
     for e in range(K):
         for e2 in range(e, K):
-            blocks[e, :, e2] += pp.block(e, e2)
+            blocks[e, :, e2].add_(pp.block(e, e2), alpha=scale)
     if bias:   # Σ_o b(o): each tap's window sum; Σ_o 1 = n·Ho·Wo
-        out[:C * K, -1].view(K, C).add_(pp.window_sums())
-        out[-1, -1] += pp.n * math.prod(pp.out)
+        out[:C * K, -1].view(K, C).add_(pp.window_sums(), alpha=scale)
+        out[-1, -1] += scale * pp.n * math.prod(pp.out)
     return pp.flops
 
 

@@ -35,10 +35,10 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from methods.growth.batches import Batches, Sides, batch_sides, floats_per_sample, norm_mode, recorded
+from methods.growth.full_fan_out import edge_plan, full_fan_out_sums, read_count, shifted_S2
 from methods.growth.grids import b2_is_own_patch, kernel_centres, on_second_input, patches, rows, with_ones
 from methods.growth.patch_gram import frame_floats, patch_products, shift_gram, shift_gram_applies, taps_to_unfold
 from methods.nets.growable import GrowablePair, batch_norms
@@ -116,33 +116,6 @@ def shift_pair_sums(pair: GrowablePair, x: torch.Tensor, bg: torch.Tensor, d1: i
     return flops
 
 
-def full_fan_out_sums(conv: nn.Conv2d, b2: torch.Tensor, b1: torch.Tensor, g: torch.Tensor) -> dict:
-    """Batch sums for new channels with a full kh×kw fan-out (MATH.md §3, gromo's layout).
-
-    b2 (n, d2, H, W): first layer's input patches on conv's input grid (bias channel included);
-    b1 (n, d1, Ho, Wo): conv's unfolded input; g (n, C_out, Ho, Wo). With b2(o, e) the patch read by
-    kernel offset e of output position o (zero in the padding):
-      S2 = Σ_o Σ_e b2(o,e) b2(o,e)ᵀ (d2, d2)    M2[:, c·kh·kw+e] = Σ_o b2(o,e) g_c(o) (d2, C_out·kh·kw)
-      C[e] = Σ_o b2(o,e) b1(o)ᵀ (kh·kw, d2, d1)
-    M2 and C are weight gradients of a convolution with b2 as input: conv2d_weight computes them
-    without materialising the kh·kw-times larger unfold of b2.
-    """
-    args = (conv.stride, conv.padding, conv.dilation)
-    d2, k = b2.shape[1], conv.kernel_size
-    m2 = torch.nn.grad.conv2d_weight(b2, (g.shape[1], d2, *k), g, *args)           # (C_out, d2, kh, kw)
-    c = torch.nn.grad.conv2d_weight(b2, (b1.shape[1], d2, *k), b1, *args)          # (d1, d2, kh, kw)
-    # Each input position is read by as many (output position, offset) pairs as this count says: the
-    # transposed conv of ones, uncropped (its padding argument would cut positions that are read).
-    stride, padding, dilation = args
-    count = F.conv_transpose2d(b2.new_ones(1, 1, *b1.shape[2:]), b2.new_ones(1, 1, *k), None, stride,
-                               0, 0, 1, dilation)
-    count = count[..., padding[0]:padding[0] + b2.shape[2], padding[1]:padding[1] + b2.shape[3]]
-    count = F.pad(count, (0, b2.shape[3] - count.shape[3], 0, b2.shape[2] - count.shape[2]))
-    w = rows(b2 * count.sqrt())
-    return {"S2": (w.T @ w).double(), "M2": m2.permute(1, 0, 2, 3).reshape(d2, -1).double(),
-            "C": c.permute(2, 3, 1, 0).reshape(k[0] * k[1], d2, -1).double()}
-
-
 def macs_per_unit(pair: GrowablePair, positions: dict) -> int:
     """Inference MACs of one more hidden unit: its fan-in and fan-out at every output position.
     positions: layer -> output positions per sample (1 for linear layers)."""
@@ -197,7 +170,7 @@ class StatsPass:
             self.built = max(self.built, p2.numel())
         grid = on_second_input(p, p2, inputs[p.second])
         if self.fan_out == "full" and isinstance(p.second, nn.Conv2d):
-            self._add_full_fan_out(p, grid, batch[p.second])
+            self._add_full_fan_out(p, grid, batch[p.second], inputs)
         else:
             self._queue_centre(p, p2, grid, batch, with_S2=not (p.first in self.fixed_S or gram))
 
@@ -211,15 +184,32 @@ class StatsPass:
         self.flops += shift_pair_sums(p, x, side.bg_img, side.b1_img.shape[1], self.sums, p.name in self.shifted,
                                       products, self.trace)
 
-    def _add_full_fan_out(self, p: GrowablePair, grid: torch.Tensor, side: Sides) -> None:
-        """S2, M2 and C for a kh×kw fan-out (full_fan_out_sums); grid: b2 on the second conv's input grid."""
-        m = p.second
+    def _add_full_fan_out(self, p: GrowablePair, grid: torch.Tensor, side: Sides, inputs: dict) -> None:
+        """S2, M2 and C for a kh×kw fan-out (full_fan_out.py); grid: b2 on the second conv's input grid.
+        S2 from shifted products where b2 is the first conv's own patch on a map mostly inside the edges,
+        not at all where the caller has it (fixed_S)."""
+        m, x = p.second, inputs[p.first]
         self.s2_key[p.name] = ("S2", p.name)
-        for name, t in full_fan_out_sums(m, grid, side.b1_img, side.g_img).items():
+        count = read_count(m, grid, side.g_img.shape[2:])
+        with_S2 = p.first not in self.fixed_S
+        plan = edge_plan(count) if with_S2 and shift_plan(p, x, inputs[m])[0] else None
+        for name, t in full_fan_out_sums(m, grid, side.b1_img, side.g_img,
+                                         count if with_S2 and plan is None else None).items():
             self.sums[(name, p.name)] = t + self.sums.get((name, p.name), 0.0)
         d2, n_out = grid.shape[1], len(side.g)
-        self.flops += 2.0 * d2 * (rows(grid).shape[0] * d2 + n_out * m.weight[0, 0].numel()
-                                  * (side.g.shape[1] + side.b1.shape[1]))
+        products = [(n_out, d2 * m.weight[0, 0].numel(), side.g.shape[1]),   # M2 and C: weight gradients
+                    (n_out, d2 * m.weight[0, 0].numel(), side.b1.shape[1])]
+        if plan is not None:
+            if ("S2", p.name) not in self.sums:
+                self.sums[("S2", p.name)] = x.new_zeros(d2, d2, dtype=torch.float64)
+            self.shifted[p.name] = p.first
+            self.built = max(self.built, frame_floats(p.first, x))
+            self.flops += shifted_S2(p.first, x, grid, count, plan, self.sums[("S2", p.name)], self.trace)
+        elif with_S2:
+            products.append((rows(grid).shape[0], d2, d2))
+        self.flops += sum(2.0 * r * a * b for r, a, b in products)
+        if self.trace is not None:
+            self.trace.extend(products)
 
     def _queue_centre(self, p: GrowablePair, p2: torch.Tensor, grid: torch.Tensor, batch: dict[nn.Module, Sides],
                       with_S2: bool) -> None:
@@ -281,7 +271,7 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
 
     full=False computes only what the bottleneck needs (S1, M1, E‖g‖²), not S2, M2, C.
     fan_out: "centre" (1×1 fan-out of new channels at the kernel centre) or "full" (kh×kw; then M2
-    is (d2, C_out·kh·kw) and C is (kh·kw, d2, d1), see full_fan_out_sums) for conv second layers.
+    is (d2, C_out·kh·kw) and C is (kh·kw, d2, d1), see full_fan_out.py) for conv second layers.
     fixed_S maps a layer to the S2 of the pair it starts when it is already known (the network's
     input layer on a fixed sample set: its input does not depend on the weights): used, not recomputed.
     A batch holds at most `batch_size` samples and about `max_elems` floats in its largest tensor (the rows
