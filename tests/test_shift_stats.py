@@ -4,7 +4,8 @@ they replace, in float64 unless said otherwise:
 - stats.shift_gram (patch Gram of a conv from shifted products of its input, any stride via phase
   images) against the Gram of F.unfold patches: padding, odd and asymmetric sizes and kernels, strides
   1-3, with and without the bias's constant 1, summed over two batches;
-- stats.patch_products (M2, C as a weight gradient) against the unfold product;
+- stats.patch_products (M2, C as a weight gradient) against the unfold product, and the full fan-out's
+  shifted_products against its weight gradient over unfolded patches;
 - collect with the fast paths against collect with them switched off (the unfold path), on ResNet-18,
   VGG and conv pairs, every path of shift_plan taken, and with a known S2; its FLOPs are those of the
   products it traced; stats.side_by_side (b1 and g without a copy);
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from methods.growth import batches, patch_gram, stats, tiny_solve
+from methods.growth import full_fan_out as ffo
 from methods.growth.grids import patches, rows, with_ones
 from methods.growth.patch_gram import frame_floats, patch_products, phase_frames, shift_gram, taps_to_unfold
 from methods.growth.stats import collect
@@ -90,6 +92,26 @@ def test_patch_products_are_the_unfold_products(stride, bias):
     b = with_ones(patches(conv, x), bias)
     right = torch.randn(4, 5, *b.shape[2:], generator=gen, dtype=DT)
     close(patch_products(conv, x, right, bias), rows(b).T @ rows(right), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("k1,s1,p1,k2,H,W,bias", [
+    ((3, 3), (1, 1), (1, 1), (3, 3), 8, 8, True), ((3, 3), (2, 2), (1, 1), (3, 3), 9, 7, False),
+    ((5, 3), (1, 2), (2, 0), (3, 5), 7, 9, True), ((1, 1), (1, 1), (0, 0), (5, 3), 6, 5, True),
+    ((3, 3), (3, 1), (0, 2), (1, 3), 11, 4, False), ((3, 3), (1, 1), (1, 1), (3, 3), 2, 1, True)])
+def test_shifted_products_are_the_unfold_products(k1, s1, p1, k2, H, W, bias):
+    """full_fan_out.shifted_products (from the first conv's input) against the weight gradient over its
+    unfolded patches b2, for a "same" stride-1 second conv: taps reading outside the grid on every side,
+    strides and kernels per axis, maps smaller than the kernel, with and without the bias's 1."""
+    first = nn.Conv2d(3, 4, k1, s1, p1, bias=bias).double()
+    second = nn.Conv2d(4, 5, k2, 1, (k2[0] // 2, k2[1] // 2)).double()
+    gen = torch.Generator().manual_seed(H * 10 + W)
+    x = torch.randn(4, 3, H, W, generator=gen, dtype=DT)
+    b2 = with_ones(patches(first, x), bias)
+    right = torch.randn(4, 6, *b2.shape[2:], generator=gen, dtype=DT)
+    trace = []
+    got, flops = ffo.shifted_products(first, second, x, right, trace)
+    close(got, ffo.unfold_products(second, b2, right), rtol=1e-12, atol=1e-13)
+    assert flops == sum(2 * r * a * b for r, a, b in trace)
 
 
 def test_side_by_side_views_are_not_copied():

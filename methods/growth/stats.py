@@ -24,7 +24,8 @@ Cost: every statistic with the same left factor is one matmul (e.g. b2ᵀ[b2 | b
 backward pass computes only activation gradients (autograd.grad to the second layers' outputs), never
 weight gradients of the network. Where b2 is a conv's own patch (ResNet blocks), nothing of it is
 unfolded: S2 comes from shifted products of the conv's input (patch_gram.py, about 5x fewer FLOPs than the
-unfold Gram at stride 1) and, on large maps, M2 and C from one weight-gradient convolution.
+unfold Gram at stride 1) and, on large maps, M2 and C from one weight-gradient convolution. The full
+kh×kw fan-out (the run's default for convs) is in full_fan_out.py, with the same shortcuts.
 
 Where the pieces are: grids.py builds the vectors (patches, rows, b2 on the second layer's grid),
 batches.py runs the batches (sizes, norm mode, forward and backward), StatsPass below adds them up.
@@ -37,8 +38,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from methods.growth import full_fan_out as ffo
 from methods.growth.batches import Batches, Sides, batch_sides, floats_per_sample, norm_mode, recorded
-from methods.growth.full_fan_out import edge_plan, full_fan_out_sums, read_count, shifted_S2
 from methods.growth.grids import b2_is_own_patch, kernel_centres, on_second_input, patches, rows, with_ones
 from methods.growth.patch_gram import frame_floats, patch_products, shift_gram, shift_gram_applies, taps_to_unfold
 from methods.nets.growable import GrowablePair, batch_norms
@@ -139,6 +140,7 @@ class StatsPass:
         self.queued: dict = {}    # key -> (left rows, {statistic: right rows}), this batch's products
         self.s2_key: dict = {}    # pair name -> the key of its S2 in sums
         self.shifted: dict = {}   # pair name -> its first conv, when shift_gram sums its S2
+        self.fanned: dict = {}    # pair name -> d1, when its M2 and C are summed as full fan-out products
         self.built = 0            # floats of the largest tensor built for the pairs from the last batch
 
     def add_batch(self, batch: dict[nn.Module, Sides], inputs: dict) -> None:
@@ -186,30 +188,39 @@ class StatsPass:
 
     def _add_full_fan_out(self, p: GrowablePair, grid: torch.Tensor, side: Sides, inputs: dict) -> None:
         """S2, M2 and C for a kh×kw fan-out (full_fan_out.py); grid: b2 on the second conv's input grid.
-        S2 from shifted products where b2 is the first conv's own patch on a map mostly inside the edges,
-        not at all where the caller has it (fixed_S)."""
+        Where b2 is the first conv's own patch: S2 from shifted products on a map mostly inside its
+        edges, M2 and C from shifted products on all but small maps. No S2 where the caller has it."""
         m, x = p.second, inputs[p.first]
+        d2, d1 = grid.shape[1], side.b1.shape[1]
+        own = shift_plan(p, x, inputs[m])[0]
+        if own and m.dilation == (1, 1) and math.prod(side.g_img.shape[2:]) >= SMALL_MAP:
+            products, flops = ffo.shifted_products(p.first, m, x, side.bg_img, self.trace)
+        else:
+            products = ffo.unfold_products(m, grid, side.bg_img)
+            shape = (len(side.g), d2 * m.weight[0, 0].numel(), side.bg_img.shape[1])
+            flops = 2.0 * math.prod(shape)
+            if self.trace is not None:
+                self.trace.append(shape)
+        add_to(self.sums, ("fan_out", p.name), products)   # M2 and C, rearranged by result()
+        self.fanned[p.name] = d1
+        self.flops += flops
         self.s2_key[p.name] = ("S2", p.name)
-        count = read_count(m, grid, side.g_img.shape[2:])
-        with_S2 = p.first not in self.fixed_S
-        plan = edge_plan(count) if with_S2 and shift_plan(p, x, inputs[m])[0] else None
-        for name, t in full_fan_out_sums(m, grid, side.b1_img, side.g_img,
-                                         count if with_S2 and plan is None else None).items():
-            self.sums[(name, p.name)] = t + self.sums.get((name, p.name), 0.0)
-        d2, n_out = grid.shape[1], len(side.g)
-        products = [(n_out, d2 * m.weight[0, 0].numel(), side.g.shape[1]),   # M2 and C: weight gradients
-                    (n_out, d2 * m.weight[0, 0].numel(), side.b1.shape[1])]
-        if plan is not None:
-            if ("S2", p.name) not in self.sums:
-                self.sums[("S2", p.name)] = x.new_zeros(d2, d2, dtype=torch.float64)
-            self.shifted[p.name] = p.first
-            self.built = max(self.built, frame_floats(p.first, x))
-            self.flops += shifted_S2(p.first, x, grid, count, plan, self.sums[("S2", p.name)], self.trace)
-        elif with_S2:
-            products.append((rows(grid).shape[0], d2, d2))
-        self.flops += sum(2.0 * r * a * b for r, a, b in products)
-        if self.trace is not None:
-            self.trace.extend(products)
+        if p.first in self.fixed_S:
+            return
+        count = ffo.read_count(m, grid, side.g_img.shape[2:])
+        plan = ffo.edge_plan(count) if own else None
+        if plan is None:
+            add_to(self.sums, ("S2", p.name), ffo.unfold_S2(grid, count))
+            shape = (rows(grid).shape[0], d2, d2)
+            self.flops += 2.0 * math.prod(shape)
+            if self.trace is not None:
+                self.trace.append(shape)
+            return
+        if ("S2", p.name) not in self.sums:
+            self.sums[("S2", p.name)] = x.new_zeros(d2, d2, dtype=torch.float64)
+        self.shifted[p.name] = p.first
+        self.built = max(self.built, frame_floats(p.first, x))
+        self.flops += ffo.shifted_S2(p.first, x, grid, count, plan, self.sums[("S2", p.name)], self.trace)
 
     def _queue_centre(self, p: GrowablePair, p2: torch.Tensor, grid: torch.Tensor, batch: dict[nn.Module, Sides],
                       with_S2: bool) -> None:
@@ -249,6 +260,9 @@ class StatsPass:
         # The shifted S2 (up to 4609² at ResNet-18's last block) divided in place, not copied once more.
         done = {("S2", name): taps_to_unfold(self.sums.pop(("S2", name)), conv.weight[0, 0].numel(),
                                              conv.bias is not None).div_(n) for name, conv in self.shifted.items()}
+        for name, d1 in self.fanned.items():
+            for stat, t in ffo.m2_and_c(self.sums.pop(("fan_out", name)), d1).items():
+                done[(stat, name)] = t.div_(n)
         positions = {m: math.prod(o[2:]) for m, o in shapes.items()}
         get = lambda key: done[key] if key in done else self.sums[key] / n if key in self.sums else None
         return {p.name: PairStats(S1=get(("S", p.second)), M1=get(("M", p.second)), S2=self._S2(p, get),
