@@ -97,7 +97,10 @@ def test_a_tiny_run_channels_last_ends_where_the_nchw_run_ends(tmp_path):
         [(e["layer"], e["added"]) for e in first(grown_nchw)]
     for a, b in zip(first(grown_nhwc), first(grown_nchw), strict=True):
         assert a["gamma"] == pytest.approx(b["gamma"], rel=1e-5)   # the line search starts from λ: continuous
-        assert a["loss_after"] == pytest.approx(b["loss_after"], rel=1e-5)
+        # The new neurons solve against S1 and S2 of a width-1 net, which agree only within ~1e-5 (the statistics
+        # test above); over step 0's 8 growths the running loss moves 4e-6 to 1.1e-5 apart by machine, against
+        # decreases of 3e-5 to 3e-3 per growth and 8e-3 in all.
+        assert a["loss_after"] == pytest.approx(b["loss_after"], rel=1e-4)
         assert a["lambdas"][0] == pytest.approx(b["lambdas"][0], rel=1e-2)
     # float32 round-off (~1e-7) grows through 3 line searches and 8 SGD steps to ~1e-3 of the loss (a fixed
     # net alone ends 1e-3 apart). The accuracies are not compared: after 8 steps the net is at chance, its
