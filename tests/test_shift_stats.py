@@ -160,7 +160,8 @@ def test_collect_fast_paths_equal_the_unfold_path_resnet(monkeypatch, small_map)
 @pytest.mark.parametrize("size", [16, 12])
 def test_full_fan_out_fast_paths_equal_the_unfold_path_resnet(monkeypatch, size):
     """The full kh×kw fan-out, ResNet-18 on 16x16 and 12x12 inputs: S2 from shifted products plus its
-    edge positions on the 16x16 and 8x8 (6x6) maps, the unfold Gram on the smaller ones (edge_plan)."""
+    edge positions on the 16x16, 12x12 and 8x8 maps, the unfold Gram on the smaller ones (edge_plan: 20 of a
+    6x6 map's 36 positions are on its edge)."""
     torch.manual_seed(0)
     model = build_network(NetSpec("resnet18", (2, 1, 3, 2, 1, 2, 3, 1), (3, size, size), 10)).double().eval()
     x, y = torch.randn(11, 3, size, size, dtype=DT), torch.randint(0, 10, (11,))
@@ -174,7 +175,8 @@ def test_collect_fast_paths_equal_the_unfold_path_vgg(monkeypatch):
     torch.manual_seed(0)
     model = build_network(NetSpec("vgg", (4, 5, 6, 7, 8, 8, 8, 8), (3, 16, 16), 10)).double().eval()
     x, y = torch.randn(7, 3, 16, 16, dtype=DT), torch.randint(0, 10, (7,))
-    collect_both(monkeypatch, model, x, y)
+    for fan_out in ("centre", "full"):
+        collect_both(monkeypatch, model, x, y, fan_out=fan_out)
 
 
 @pytest.mark.parametrize("stride1,bias", [(1, True), (2, True), (2, False)])

@@ -108,6 +108,8 @@ def shifted_products(first: nn.Conv2d, second: nn.Conv2d, x: torch.Tensor, right
     weight gradient of a (s·(k2 − 1) + k1)-wide kernel over x (5x5 for two 3x3 convs at stride 1: 25
     products where the unfold takes 81), less the rows and columns where tap e reads outside the grid
     (k2 − 1 of each for a 3x3), plus their corners, subtracted twice.
+    Needs b2 to be the first conv's own patch (grids.b2_is_own_patch: `second` at stride 1, padding
+    k2 // 2) and `second` at dilation 1; `first` at dilation 1, one group and zero padding (shift_gram_applies).
     x (n, C, H, W): the first conv's input; right (n, R, Ho, Wo) on the second conv's (equal) grids.
     Returns (products, FLOPs)."""
     n, C = x.shape[:2]
@@ -124,7 +126,8 @@ def shifted_products(first: nn.Conv2d, second: nn.Conv2d, x: torch.Tensor, right
 
     xpad = F.pad(x, (pd[1], pd[1], pd[0], pd[0]))
     D = weight_grad(xpad, kd, right, s)                                        # (R, C, kdy, kdx)
-    iy, ix = (s[a] * torch.arange(k2[a])[:, None] + torch.arange(k1[a])[None] for a in range(2))
+    iy, ix = (s[a] * torch.arange(k2[a], device=x.device)[:, None] + torch.arange(k1[a], device=x.device)[None]
+              for a in range(2))
     E = D[:, :, iy][..., ix].clone()                                           # (R, C, k2y, k1y, k2x, k1x)
     for ey, oy in out_y:       # output row oy, whose tap row ey reads outside the grid
         r0 = s[0] * (oy + ey)

@@ -67,8 +67,9 @@ SMALL_MAP = 64   # output positions under which the unfold product is faster for
 
 
 def shift_plan(pair: GrowablePair, first_in: torch.Tensor, second_in: torch.Tensor) -> tuple[bool, bool]:
-    """(S2 by shift_gram, M2 and C by patch_products) for a pair with the centre fan-out: only where b2 is
-    the first conv's own patch; M2 and C not on small maps."""
+    """(S2 by shift_gram, M2 and C from shifted products: patch_products for the centre fan-out,
+    full_fan_out.shifted_products for the full one): only where b2 is the first conv's own patch; M2 and
+    C not on small maps."""
     if not (shift_gram_applies(pair.first) and b2_is_own_patch(pair, first_in, second_in)):
         return False, False
     return True, math.prod(second_in.shape[2:]) >= SMALL_MAP
@@ -127,7 +128,8 @@ def macs_per_unit(pair: GrowablePair, positions: dict) -> int:
 class StatsPass:
     """The sums of one collect call over its batches, in float64, and the FLOPs of the products behind
     them. Keys: (statistic, second layer) for S and M (S1 and M1 of the pair the layer ends), (statistic,
-    pair name) for S2, M2 and C, ("gg", second layer) for Σ‖g‖².
+    pair name) for S2, M2 and C, ("fan_out", pair name) for the full fan-out's M2 and C side by side
+    (full_fan_out.m2_and_c), ("gg", second layer) for Σ‖g‖².
 
     Within a batch, every product with the same left factor is queued and computed as one matmul
     left.T @ [right_1 | right_2 | ...] (`_multiply`)."""
@@ -192,8 +194,8 @@ class StatsPass:
         edges, M2 and C from shifted products on all but small maps. No S2 where the caller has it."""
         m, x = p.second, inputs[p.first]
         d2, d1 = grid.shape[1], side.b1.shape[1]
-        own = shift_plan(p, x, inputs[m])[0]
-        if own and m.dilation == (1, 1) and math.prod(side.g_img.shape[2:]) >= SMALL_MAP:
+        own, products_fast = shift_plan(p, x, inputs[m])
+        if own and products_fast and m.dilation == (1, 1):
             products, flops = ffo.shifted_products(p.first, m, x, side.bg_img, self.trace)
         else:
             products = ffo.unfold_products(m, grid, side.bg_img)

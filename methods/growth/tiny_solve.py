@@ -148,7 +148,7 @@ def s1_pinv(st: PairStats, M: torch.Tensor, rel_eps: float = 1e-6) -> torch.Tens
 
 def times_c(C: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """C Y (d2, dout) for C (d2, d1), or for the full conv fan-out's C (kh·kw, d2, d1): column c·kh·kw + e
-    of the result is C[e] Y[:, c] (stats.full_fan_out_sums)."""
+    of the result is C[e] Y[:, c] (full_fan_out.m2_and_c's layout)."""
     if C.dim() == 3:
         return torch.einsum("ebd,dc->bce", C, Y).flatten(1)
     return C @ Y
