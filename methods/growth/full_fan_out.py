@@ -27,6 +27,7 @@ from torch import nn
 
 from methods.growth.grids import rows
 from methods.growth.patch_gram import shift_gram
+from methods.growth.sums import Sums
 
 
 def read_count(conv: nn.Conv2d, b2: torch.Tensor, out_size) -> torch.Tensor:
@@ -66,20 +67,20 @@ def m2_and_c(products: torch.Tensor, d1: int) -> dict:
 
 
 def unfold_S2(b2: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """S2 of one batch from b2 (n, d2, H, W) at every position, weighted by count (read_count)."""
+    """S2 of one batch (float32) from b2 (n, d2, H, W) at every position, weighted by count (read_count)."""
     w = rows(b2 * count.sqrt())
-    return (w.T @ w).double()
+    return w.T @ w
 
 
 def shifted_S2(first: nn.Conv2d, x: torch.Tensor, b2: torch.Tensor, count: torch.Tensor,
-               plan: tuple[float, torch.Tensor], out: torch.Tensor, trace: list | None) -> float:
-    """Adds one batch's S2 to `out` (d2, d2), in shift_gram's tap-major order (taps_to_unfold completes
-    it after the last batch): c·G from shift_gram, then the edge positions' b2 b2ᵀ weighted by
+               plan: tuple[float, torch.Tensor], sums: Sums, key, trace: list | None) -> float:
+    """Adds one batch's S2 to sums[key] (d2, d2, float64), in shift_gram's tap-major order (taps_to_unfold
+    completes it after the last batch): c·G from shift_gram, then the edge positions' b2 b2ᵀ weighted by
     count − c. x: the first conv's input; b2 (n, d2, H, W): its patches, unfold order, which are the
     second conv's input grid here. Returns the FLOPs."""
     c, edge = plan
     bias = first.bias is not None
-    flops = shift_gram(first, x, bias, out, trace, scale=c)
+    flops = shift_gram(first, x, bias, sums[key], trace, scale=c)
     C, K = first.in_channels, first.weight[0, 0].numel()
     # unfold order (channel c, tap e) -> tap-major (e, c); the bias's 1 stays last
     order = torch.arange(C * K, device=b2.device).view(C, K).T.flatten()
@@ -87,7 +88,7 @@ def shifted_S2(first: nn.Conv2d, x: torch.Tensor, b2: torch.Tensor, count: torch
         order = torch.cat([order, order.new_tensor([C * K])])
     edge_rows = b2.permute(0, 2, 3, 1)[:, edge][..., order].reshape(-1, len(order))   # (n·edges, d2)
     weights = (count[edge] - c).repeat(b2.shape[0])[:, None]                           # (n·edges, 1)
-    out += ((edge_rows * weights).T @ edge_rows).double()
+    sums.add(key, (edge_rows * weights).T @ edge_rows)
     if trace is not None:
         trace.append((edge_rows.shape[0], len(order), len(order)))
     return flops + 2.0 * edge_rows.shape[0] * len(order) ** 2

@@ -28,7 +28,8 @@ unfold Gram at stride 1) and, on large maps, M2 and C from one weight-gradient c
 kh×kw fan-out (the run's default for convs) is in full_fan_out.py, with the same shortcuts.
 
 Where the pieces are: grids.py builds the vectors (patches, rows, b2 on the second layer's grid),
-batches.py runs the batches (sizes, norm mode, forward and backward), StatsPass below adds them up.
+batches.py runs the batches (sizes, norm mode, forward and backward), StatsPass below adds them up
+in float64 (sums.py).
 """
 
 import math
@@ -42,6 +43,7 @@ from methods.growth import full_fan_out as ffo
 from methods.growth.batches import Batches, Sides, batch_sides, floats_per_sample, norm_mode, recorded
 from methods.growth.grids import b2_is_own_patch, kernel_centres, on_second_input, patches, rows, with_ones
 from methods.growth.patch_gram import frame_floats, patch_products, shift_gram, shift_gram_applies, taps_to_unfold
+from methods.growth.sums import Sums
 from methods.nets.growable import GrowablePair, batch_norms
 from methods.nets.modes import kept_modes
 
@@ -87,15 +89,7 @@ def side_by_side(mats: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(mats, 1)
 
 
-def add_to(sums: dict, key, batch_sum: torch.Tensor) -> None:
-    """sums[key] += batch_sum, summed in float64 over the batches."""
-    if key in sums:
-        sums[key] += batch_sum
-    else:
-        sums[key] = batch_sum.to(torch.float64, copy=True)
-
-
-def shift_pair_sums(pair: GrowablePair, x: torch.Tensor, bg: torch.Tensor, d1: int, sums: dict,
+def shift_pair_sums(pair: GrowablePair, x: torch.Tensor, bg: torch.Tensor, d1: int, sums: Sums,
                     with_S2: bool, with_products: bool, trace: list | None) -> float:
     """One batch of a pair whose b2 is the first conv's own patch (b2_is_own_patch), added to sums: S2
     from shift_gram (with_S2; taps_to_unfold after the last batch), M2 and C from patch_products
@@ -113,8 +107,8 @@ def shift_pair_sums(pair: GrowablePair, x: torch.Tensor, bg: torch.Tensor, d1: i
         flops += 2.0 * math.prod(shape)
         if trace is not None:
             trace.append(shape)
-        add_to(sums, ("C", pair.name), prod[:, :d1])
-        add_to(sums, ("M2", pair.name), prod[:, d1:])
+        sums.add(("C", pair.name), prod[:, :d1])
+        sums.add(("M2", pair.name), prod[:, d1:])
     return flops
 
 
@@ -137,7 +131,7 @@ class StatsPass:
     def __init__(self, pairs: list[GrowablePair], full: bool, fixed_S: dict, fan_out: str, trace: list | None):
         self.pairs, self.full, self.fixed_S, self.fan_out, self.trace = pairs, full, fixed_S, fan_out, trace
         self.seconds = [p.second for p in pairs]
-        self.sums: dict = {}
+        self.sums = Sums()
         self.flops = 0.0
         self.queued: dict = {}    # key -> (left rows, {statistic: right rows}), this batch's products
         self.s2_key: dict = {}    # pair name -> the key of its S2 in sums
@@ -203,7 +197,7 @@ class StatsPass:
             flops = 2.0 * math.prod(shape)
             if self.trace is not None:
                 self.trace.append(shape)
-        add_to(self.sums, ("fan_out", p.name), products)   # M2 and C, rearranged by result()
+        self.sums.add(("fan_out", p.name), products)   # M2 and C, rearranged by result()
         self.fanned[p.name] = d1
         self.flops += flops
         self.s2_key[p.name] = ("S2", p.name)
@@ -212,7 +206,7 @@ class StatsPass:
         count = ffo.read_count(m, grid, side.g_img.shape[2:])
         plan = ffo.edge_plan(count) if own else None
         if plan is None:
-            add_to(self.sums, ("S2", p.name), ffo.unfold_S2(grid, count))
+            self.sums.add(("S2", p.name), ffo.unfold_S2(grid, count))
             shape = (rows(grid).shape[0], d2, d2)
             self.flops += 2.0 * math.prod(shape)
             if self.trace is not None:
@@ -222,7 +216,7 @@ class StatsPass:
             self.sums[("S2", p.name)] = x.new_zeros(d2, d2, dtype=torch.float64)
         self.shifted[p.name] = p.first
         self.built = max(self.built, frame_floats(p.first, x))
-        self.flops += ffo.shifted_S2(p.first, x, grid, count, plan, self.sums[("S2", p.name)], self.trace)
+        self.flops += ffo.shifted_S2(p.first, x, grid, count, plan, self.sums, ("S2", p.name), self.trace)
 
     def _queue_centre(self, p: GrowablePair, p2: torch.Tensor, grid: torch.Tensor, batch: dict[nn.Module, Sides],
                       with_S2: bool) -> None:
@@ -253,7 +247,7 @@ class StatsPass:
             if self.trace is not None:
                 self.trace.append((left.shape[0], left.shape[1], prod.shape[1]))
             for name, part in zip(names, prod.split([mt.shape[1] for mt in mats], dim=1), strict=True):
-                add_to(self.sums, name, part)
+                self.sums.add(name, part)
         self.queued.clear()
 
     def result(self, n: int, shapes: dict) -> dict[str, PairStats]:
