@@ -179,12 +179,15 @@ def test_collect_fast_paths_equal_the_unfold_path_vgg(monkeypatch):
         collect_both(monkeypatch, model, x, y, fan_out=fan_out)
 
 
+@pytest.mark.parametrize("fan_out", ["centre", "full"])
 @pytest.mark.parametrize("stride1,bias", [(1, True), (2, True), (2, False)])
-def test_collect_fast_paths_equal_the_unfold_path_conv_pair(monkeypatch, stride1, bias):
+def test_collect_fast_paths_equal_the_unfold_path_conv_pair(monkeypatch, stride1, bias, fan_out):
+    """A first conv with and without bias, at strides 1 and 2 (full fan-out: its edge rows gathered from
+    its input, full_fan_out.edge_rows, the bias's 1 last)."""
     net = ConvPair(3, 4, 5, stride1, 1, bias, "relu", seed=stride1)
     net.growable_pairs = lambda: [net.pair]
     x, y = torch.randn(9, 3, 16, 16, dtype=DT), torch.randint(0, 5, (9,))
-    collect_both(monkeypatch, net, x, y)
+    collect_both(monkeypatch, net, x, y, fan_out=fan_out)
 
 
 def test_fixed_S2_is_used_and_the_rest_still_computed(monkeypatch):

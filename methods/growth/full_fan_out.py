@@ -25,14 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.growth.grids import rows
+from methods.growth.grids import rows, with_ones
 from methods.growth.patch_gram import shift_gram
 from methods.growth.sums import Sums
 
 
 def read_count(conv: nn.Conv2d, b2: torch.Tensor, out_size) -> torch.Tensor:
     """(H, W): how many (output position, kernel offset) pairs of `conv` read each position of its input
-    grid (that of b2 (n, d2, H, W)); out_size: conv's output (Ho, Wo)."""
+    grid (that of b2 (n, d2, H, W), or of any tensor on that grid: only its shape is read); out_size:
+    conv's output (Ho, Wo)."""
     stride, padding, dilation = conv.stride, conv.padding, conv.dilation
     # The transposed conv of ones, uncropped (its padding argument would cut positions that are read).
     count = F.conv_transpose2d(b2.new_ones(1, 1, *out_size), b2.new_ones(1, 1, *conv.kernel_size), None, stride,
@@ -72,26 +73,33 @@ def unfold_S2(b2: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return w.T @ w
 
 
-def shifted_S2(first: nn.Conv2d, x: torch.Tensor, b2: torch.Tensor, count: torch.Tensor,
-               plan: tuple[float, torch.Tensor], sums: Sums, key, trace: list | None) -> float:
+def edge_rows(first: nn.Conv2d, x: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+    """b2 at the positions `edge` (H, W) of first's output grid, gathered from its input x (n, C, Hi, Wi)
+    without unfolding the rest: (n·edges, d2) image-major, tap-major within a row (tap e, then channel
+    c: shift_gram's order), the bias's 1 last. Needs dilation 1 and zero padding (shift_gram_applies)."""
+    (sy, sx), (ky, kx), (py, px) = first.stride, first.kernel_size, first.padding
+    oy, ox = edge.nonzero(as_tuple=True)                                     # (E,) row-major, as edge's mask
+    iy = sy * oy[:, None] + torch.arange(ky, device=x.device)                # (E, ky) rows of the padded input
+    ix = sx * ox[:, None] + torch.arange(kx, device=x.device)                # (E, kx)
+    patch = F.pad(x, (px, px, py, py))[:, :, iy[:, :, None], ix[:, None, :]]  # (n, C, E, ky, kx)
+    out = patch.permute(0, 2, 3, 4, 1).reshape(-1, ky * kx * x.shape[1])      # (n·E, taps·C)
+    return with_ones(out, first.bias is not None)
+
+
+def shifted_S2(first: nn.Conv2d, x: torch.Tensor, count: torch.Tensor, plan: tuple[float, torch.Tensor],
+               sums: Sums, key, trace: list | None) -> float:
     """Adds one batch's S2 to sums[key] (d2, d2, float64), in shift_gram's tap-major order (taps_to_unfold
     completes it after the last batch): c·G from shift_gram, then the edge positions' b2 b2ᵀ weighted by
-    count − c. x: the first conv's input; b2 (n, d2, H, W): its patches, unfold order, which are the
-    second conv's input grid here. Returns the FLOPs."""
+    count − c (edge_rows). x: the first conv's input, whose own output grid is the second conv's input
+    grid here. Returns the FLOPs."""
     c, edge = plan
-    bias = first.bias is not None
-    flops = shift_gram(first, x, bias, sums[key], trace, scale=c)
-    C, K = first.in_channels, first.weight[0, 0].numel()
-    # unfold order (channel c, tap e) -> tap-major (e, c); the bias's 1 stays last
-    order = torch.arange(C * K, device=b2.device).view(C, K).T.flatten()
-    if bias:
-        order = torch.cat([order, order.new_tensor([C * K])])
-    edge_rows = b2.permute(0, 2, 3, 1)[:, edge][..., order].reshape(-1, len(order))   # (n·edges, d2)
-    weights = (count[edge] - c).repeat(b2.shape[0])[:, None]                           # (n·edges, 1)
-    sums.add(key, (edge_rows * weights).T @ edge_rows)
+    flops = shift_gram(first, x, first.bias is not None, sums[key], trace, scale=c)
+    b2 = edge_rows(first, x, edge)                                           # (n·edges, d2)
+    weights = (count[edge] - c).repeat(x.shape[0])[:, None]                  # (n·edges, 1)
+    sums.add(key, (b2 * weights).T @ b2)
     if trace is not None:
-        trace.append((edge_rows.shape[0], len(order), len(order)))
-    return flops + 2.0 * edge_rows.shape[0] * len(order) ** 2
+        trace.append((*b2.shape, b2.shape[1]))
+    return flops + 2.0 * b2.shape[0] * b2.shape[1] ** 2
 
 
 def outside(size: int, k: int, pad: int) -> list[tuple[int, int]]:

@@ -34,6 +34,7 @@ in float64 (sums.py).
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -161,16 +162,20 @@ class StatsPass:
             self._add_shifted(p, batch[p.second], inputs[p.first], products)
             if products:
                 return
+        if self.fan_out == "full" and isinstance(p.second, nn.Conv2d):
+            self._add_full_fan_out(p, lambda: self._b2(p, batch, inputs)[1], batch[p.second], inputs)
+        else:
+            p2, grid = self._b2(p, batch, inputs)
+            self._queue_centre(p, p2, grid, batch, with_S2=not (p.first in self.fixed_S or gram))
+
+    def _b2(self, p: GrowablePair, batch: dict[nn.Module, Sides], inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(p2, grid): the first layer's input patches and b2, them on the second layer's input grid."""
         if p.first in batch:   # first is another pair's second: its patches are already built
             p2 = batch[p.first].b1_img
         else:
             p2 = with_ones(patches(p.first, inputs[p.first]), p.first.bias is not None)
             self.built = max(self.built, p2.numel())
-        grid = on_second_input(p, p2, inputs[p.second])
-        if self.fan_out == "full" and isinstance(p.second, nn.Conv2d):
-            self._add_full_fan_out(p, grid, batch[p.second], inputs)
-        else:
-            self._queue_centre(p, p2, grid, batch, with_S2=not (p.first in self.fixed_S or gram))
+        return p2, on_second_input(p, p2, inputs[p.second])
 
     def _add_shifted(self, p: GrowablePair, side: Sides, x: torch.Tensor, products: bool) -> None:
         """A conv first layer whose own output grid is b2's: S2 from shifted products of its input x (not
@@ -182,17 +187,20 @@ class StatsPass:
         self.flops += shift_pair_sums(p, x, side.bg_img, side.b1_img.shape[1], self.sums, p.name in self.shifted,
                                       products, self.trace)
 
-    def _add_full_fan_out(self, p: GrowablePair, grid: torch.Tensor, side: Sides, inputs: dict) -> None:
-        """S2, M2 and C for a kh×kw fan-out (full_fan_out.py); grid: b2 on the second conv's input grid.
-        Where b2 is the first conv's own patch: S2 from shifted products on a map mostly inside its
-        edges, M2 and C from shifted products on all but small maps. No S2 where the caller has it."""
+    def _add_full_fan_out(self, p: GrowablePair, b2: Callable[[], torch.Tensor], side: Sides, inputs: dict) -> None:
+        """S2, M2 and C for a kh×kw fan-out (full_fan_out.py); b2(): b2 on the second conv's input grid,
+        built only where a product needs it. Where b2 is the first conv's own patch: S2 from shifted
+        products on a map mostly inside its edges, M2 and C from shifted products on all but small maps,
+        and no b2 (it is 9x the first conv's input: the batches can be that much larger). No S2 where the
+        caller has it."""
         m, x = p.second, inputs[p.first]
-        d2, d1 = grid.shape[1], side.b1.shape[1]
+        d2, d1 = p.first.weight[0].numel() + (p.first.bias is not None), side.b1.shape[1]
         own, products_fast = shift_plan(p, x, inputs[m])
+        grid = None
         if own and products_fast and m.dilation == (1, 1):
             products, flops = ffo.shifted_products(p.first, m, x, side.bg_img, self.trace)
         else:
-            products = ffo.unfold_products(m, grid, side.bg_img)
+            products = ffo.unfold_products(m, grid := b2(), side.bg_img)
             shape = (len(side.g), d2 * m.weight[0, 0].numel(), side.bg_img.shape[1])
             flops = 2.0 * math.prod(shape)
             if self.trace is not None:
@@ -203,9 +211,10 @@ class StatsPass:
         self.s2_key[p.name] = ("S2", p.name)
         if p.first in self.fixed_S:
             return
-        count = ffo.read_count(m, grid, side.g_img.shape[2:])
+        count = ffo.read_count(m, inputs[m], side.g_img.shape[2:])
         plan = ffo.edge_plan(count) if own else None
         if plan is None:
+            grid = b2() if grid is None else grid
             self.sums.add(("S2", p.name), ffo.unfold_S2(grid, count))
             shape = (rows(grid).shape[0], d2, d2)
             self.flops += 2.0 * math.prod(shape)
@@ -216,7 +225,7 @@ class StatsPass:
             self.sums[("S2", p.name)] = x.new_zeros(d2, d2, dtype=torch.float64)
         self.shifted[p.name] = p.first
         self.built = max(self.built, frame_floats(p.first, x))
-        self.flops += ffo.shifted_S2(p.first, x, grid, count, plan, self.sums, ("S2", p.name), self.trace)
+        self.flops += ffo.shifted_S2(p.first, x, count, plan, self.sums, ("S2", p.name), self.trace)
 
     def _queue_centre(self, p: GrowablePair, p2: torch.Tensor, grid: torch.Tensor, batch: dict[nn.Module, Sides],
                       with_S2: bool) -> None:
