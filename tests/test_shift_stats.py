@@ -10,7 +10,10 @@ they replace, in float64 unless said otherwise:
   VGG and conv pairs, every path of shift_plan taken, and with a known S2; its FLOPs are those of the
   products it traced; stats.side_by_side (b1 and g without a copy);
 - a strided first conv on a map large enough for the fast paths, against gromo;
-- the batches of collect sized by the largest tensor each one builds (frame_floats: shift_gram's frames);
+- the full fan-out's edge rows (gathered from the first conv's input) against unfolded patches, and no b2
+  built where its shifted products apply;
+- the batches of collect sized by the largest tensor each one builds (frame_floats: shift_gram's frames;
+  the full fan-out's edge rows);
 - tiny_solve.CholeskyWhitener against the explicit inverse of the Cholesky factor.
 """
 
@@ -114,6 +117,41 @@ def test_shifted_products_are_the_unfold_products(k1, s1, p1, k2, H, W, bias):
     assert flops == sum(2 * r * a * b for r, a, b in trace)
 
 
+@pytest.mark.parametrize("k,pad,stride,H,W,bias,C", conv_cases(24, seed=1))
+def test_edge_rows_are_the_unfolded_patches_at_the_mask(k, pad, stride, H, W, bias, C):
+    """full_fan_out.edge_rows against F.unfold's patches at the positions of a random, asymmetric mask:
+    image-major rows, tap-major columns (shift_gram's order), the bias's 1 last."""
+    first = nn.Conv2d(C, 4, k, stride, pad, bias=bias).double()
+    gen = torch.Generator().manual_seed(H * 10 + W)
+    x = torch.randn(3, C, H, W, generator=gen, dtype=DT)
+    p = patches(first, x)                                               # (n, C·kh·kw, Ho, Wo), unfold order
+    mask = torch.rand(p.shape[2:], generator=gen) < 0.4
+    taps = k[0] * k[1]
+    tap_major = p.unflatten(1, (C, taps)).transpose(1, 2).flatten(1, 2)   # (n, taps·C, Ho, Wo)
+    want = with_ones(tap_major.permute(0, 2, 3, 1)[:, mask].reshape(-1, taps * C), bias)
+    assert torch.equal(ffo.edge_rows(first, x, mask), want)
+
+
+@pytest.mark.parametrize("stride1", [1, 2])
+def test_full_fan_out_builds_no_b2_where_the_shifted_products_apply(monkeypatch, stride1):
+    """A conv pair on a 16x16 input: S2 (shift Gram and edge rows) and M2, C (shifted products) from the
+    first conv's input alone; unfolding its patches is an error here."""
+    net = ConvPair(3, 4, 5, stride1, 1, True, "relu", seed=stride1)
+    x, y = torch.randn(6, 3, 16, 16, dtype=DT), torch.randint(0, 5, (6,))
+    ref = collect(net, [net.pair], x, y, fan_out="full")[0]["p"]
+
+    def no_unfold(layer, inp):
+        if layer is net.conv1:
+            raise AssertionError("b2 was unfolded")
+        return patches(layer, inp)
+
+    monkeypatch.setattr(stats, "patches", no_unfold)
+    monkeypatch.setattr(stats, "on_second_input", lambda *a: (_ for _ in ()).throw(AssertionError("b2 built")))
+    got = collect(net, [net.pair], x, y, fan_out="full")[0]["p"]
+    for key in ("S1", "M1", "S2", "M2", "C"):
+        assert torch.equal(getattr(got, key), getattr(ref, key))
+
+
 def test_side_by_side_views_are_not_copied():
     whole = torch.randn(6, 7)
     left, right = whole[:, :3], whole[:, 3:]
@@ -213,20 +251,24 @@ def test_frame_floats_is_the_size_of_the_frames(k, pad, stride, H, W, bias, C):
     assert frame_floats(conv, x) == phase_frames(conv, x)[0].numel()
 
 
-@pytest.mark.parametrize("net", ["resnet", "pair"])
+@pytest.mark.parametrize("fan_out", ["centre", "full"])
+@pytest.mark.parametrize("net", ["resnet", "pair", "wide pair"])
 @pytest.mark.parametrize("fast", [True, False])
-def test_batches_are_sized_by_the_largest_tensor_a_batch_builds(monkeypatch, fast, net):
+def test_batches_are_sized_by_the_largest_tensor_a_batch_builds(monkeypatch, fast, net, fan_out):
     """After each batch, the floats per sample that size the next ones cover every tensor the batch built:
-    the rows of b1 and g side by side, an unfolded first-layer input, shift_gram's frames; and the next
-    batches stay within max_elems by that measure. (In the conv pair, b1 and g side by side are the
-    largest: 37 + 5 floats a position, against the first layer's 28.)"""
+    the rows of b1 and g side by side, an unfolded first-layer input, shift_gram's frames, the full
+    fan-out's edge rows; and the next batches stay within max_elems by that measure. (In the conv pair,
+    b1 and g side by side are the largest: 37 + 5 floats a position, against the first layer's 28; in
+    the wide pair on 8x8 maps, with the full fan-out's fast paths, the edge rows: 28 positions of
+    16·9 + 1 floats, against 64 of 19 + 2 for b1 and g and 8·10·16 for the frames.)"""
     torch.manual_seed(0)
+    c0, side, n = (16, 8, 80) if net == "wide pair" else (3, 16, 40)
     if net == "resnet":
         model = build_network(NetSpec("resnet18", (2, 1, 3, 2, 1, 2, 3, 1), (3, 16, 16), 10)).double().eval()
     else:
-        model = ConvPair(3, 4, 5, 1, 1, True, "relu", seed=0)
+        model = ConvPair(c0, 2 if net == "wide pair" else 4, 2 if net == "wide pair" else 5, 1, 1, True, "relu", seed=0)
         model.growable_pairs = lambda: [model.pair]
-    x, y = torch.randn(40, 3, 16, 16, dtype=DT), torch.randint(0, 5, (40,))
+    x, y = torch.randn(n, c0, side, side, dtype=DT), torch.randint(0, 2, (n,))
     if not fast:
         unfold_only(monkeypatch)
     largest, fits = [], []   # per batch: [samples, floats of its largest tensor]; (per_sample, step) per fit
@@ -252,8 +294,9 @@ def test_batches_are_sized_by_the_largest_tensor_a_batch_builds(monkeypatch, fas
     monkeypatch.setattr(batches.Batches, "fit", fit)
     monkeypatch.setattr(stats, "patches", tracked(stats.patches))
     monkeypatch.setattr(patch_gram, "phase_frames", tracked(patch_gram.phase_frames))
+    monkeypatch.setattr(ffo, "edge_rows", tracked(ffo.edge_rows))
     max_elems = 60_000
-    collect(model, model.growable_pairs(), x, y, batch_size=64, max_elems=max_elems)
+    collect(model, model.growable_pairs(), x, y, batch_size=64, max_elems=max_elems, fan_out=fan_out)
     assert len(largest) == len(fits) >= 3
     for (n, floats), (per_sample, step) in zip(largest, fits, strict=True):
         assert per_sample * n >= floats * (1 - 1e-12)

@@ -29,6 +29,9 @@ def test_a_new_key_is_a_contiguous_copy_and_float64_input_is_not_converted():
     assert sums["a"][0, 0] != 100.0
     d = torch.randn(3, 4, dtype=torch.float64)
     assert sums.float64(d) is d
+    sums.add("b", d.T)                           # a float64 first term is copied too, not aliased
+    d[0, 0] = 100.0
+    assert sums["b"].is_contiguous() and sums["b"][0, 0] != 100.0
 
 
 def test_the_buffer_grows_to_the_largest_product_and_is_reused():

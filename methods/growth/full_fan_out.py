@@ -15,8 +15,10 @@ inside a 3×3 "same" conv, 6 on its edges, 4 at its corners. Where b2 is the fir
 
 G the plain patch Gram from shifted products of the first conv's input (shift_gram, about 5.5x fewer
 FLOPs than the unfold Gram at stride 1) and c the count inside: what is left sums over the edge
-positions only, 124 of 1024 on a 32×32 map (edge_plan). There M2 and C need no b2 either: tap e of the
-second conv and tap e1 of the first read the first conv's input at s·e + e1 (shifted_products).
+positions only, 124 of 1024 on a 32×32 map (edge_plan), whose b2 is gathered from the first conv's input
+(edge_rows). There M2 and C need no b2 either: tap e of the second conv and tap e1 of the first read the
+first conv's input at s·e + e1 (shifted_products). So b2 is never unfolded there; it is 9x the first conv's
+input, and without it a batch holds ~8x more images under the same memory cap (stats.collect).
 """
 
 import itertools
@@ -30,16 +32,16 @@ from methods.growth.patch_gram import shift_gram
 from methods.growth.sums import Sums
 
 
-def read_count(conv: nn.Conv2d, b2: torch.Tensor, out_size) -> torch.Tensor:
+def read_count(conv: nn.Conv2d, grid: torch.Tensor, out_size) -> torch.Tensor:
     """(H, W): how many (output position, kernel offset) pairs of `conv` read each position of its input
-    grid (that of b2 (n, d2, H, W), or of any tensor on that grid: only its shape is read); out_size:
-    conv's output (Ho, Wo)."""
+    grid, that of `grid` (n, ·, H, W): b2 or conv's input, only its shape is read; out_size: conv's output
+    (Ho, Wo)."""
     stride, padding, dilation = conv.stride, conv.padding, conv.dilation
     # The transposed conv of ones, uncropped (its padding argument would cut positions that are read).
-    count = F.conv_transpose2d(b2.new_ones(1, 1, *out_size), b2.new_ones(1, 1, *conv.kernel_size), None, stride,
+    count = F.conv_transpose2d(grid.new_ones(1, 1, *out_size), grid.new_ones(1, 1, *conv.kernel_size), None, stride,
                                0, 0, 1, dilation)[0, 0]
-    count = count[padding[0]:padding[0] + b2.shape[2], padding[1]:padding[1] + b2.shape[3]]
-    return F.pad(count, (0, b2.shape[3] - count.shape[1], 0, b2.shape[2] - count.shape[0]))
+    count = count[padding[0]:padding[0] + grid.shape[2], padding[1]:padding[1] + grid.shape[3]]
+    return F.pad(count, (0, grid.shape[3] - count.shape[1], 0, grid.shape[2] - count.shape[0]))
 
 
 def edge_plan(count: torch.Tensor) -> tuple[float, torch.Tensor] | None:
@@ -68,7 +70,8 @@ def m2_and_c(products: torch.Tensor, d1: int) -> dict:
 
 
 def unfold_S2(b2: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """S2 of one batch (float32) from b2 (n, d2, H, W) at every position, weighted by count (read_count)."""
+    """S2 of one batch (b2's dtype: Sums adds it in float64) from b2 (n, d2, H, W) at every position,
+    weighted by count (read_count)."""
     w = rows(b2 * count.sqrt())
     return w.T @ w
 

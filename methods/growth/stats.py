@@ -138,7 +138,8 @@ class StatsPass:
         self.s2_key: dict = {}    # pair name -> the key of its S2 in sums
         self.shifted: dict = {}   # pair name -> its first conv, when shift_gram sums its S2
         self.fanned: dict = {}    # pair name -> d1, when its M2 and C are summed as full fan-out products
-        self.built = 0            # floats of the largest tensor built for the pairs from the last batch
+        self.built = 0            # floats of the largest tensor built for the pairs from the last batch (an
+                                  # unfolded input, shift_gram's frames, the full fan-out's edge rows)
 
     def add_batch(self, batch: dict[nn.Module, Sides], inputs: dict) -> None:
         """One batch: b1 and g of every second layer, the layers' inputs."""
@@ -169,7 +170,7 @@ class StatsPass:
             self._queue_centre(p, p2, grid, batch, with_S2=not (p.first in self.fixed_S or gram))
 
     def _b2(self, p: GrowablePair, batch: dict[nn.Module, Sides], inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(p2, grid): the first layer's input patches and b2, them on the second layer's input grid."""
+        """(p2, b2): the first layer's input patches, and them on the second layer's input grid."""
         if p.first in batch:   # first is another pair's second: its patches are already built
             p2 = batch[p.first].b1_img
         else:
@@ -190,9 +191,9 @@ class StatsPass:
     def _add_full_fan_out(self, p: GrowablePair, b2: Callable[[], torch.Tensor], side: Sides, inputs: dict) -> None:
         """S2, M2 and C for a kh×kw fan-out (full_fan_out.py); b2(): b2 on the second conv's input grid,
         built only where a product needs it. Where b2 is the first conv's own patch: S2 from shifted
-        products on a map mostly inside its edges, M2 and C from shifted products on all but small maps,
-        and no b2 (it is 9x the first conv's input: the batches can be that much larger). No S2 where the
-        caller has it."""
+        products and the edge positions' rows on a map mostly inside its edges, M2 and C from shifted
+        products on all but small maps; with both, b2 is never built (kh·kw/stride² times the first
+        conv's input: 9x at a 3x3 stride 1). No S2 where the caller has it."""
         m, x = p.second, inputs[p.first]
         d2, d1 = p.first.weight[0].numel() + (p.first.bias is not None), side.b1.shape[1]
         own, products_fast = shift_plan(p, x, inputs[m])
@@ -224,7 +225,7 @@ class StatsPass:
         if ("S2", p.name) not in self.sums:
             self.sums[("S2", p.name)] = x.new_zeros(d2, d2, dtype=torch.float64)
         self.shifted[p.name] = p.first
-        self.built = max(self.built, frame_floats(p.first, x))
+        self.built = max(self.built, frame_floats(p.first, x), x.shape[0] * int(plan[1].sum()) * d2)   # edge rows
         self.flops += ffo.shifted_S2(p.first, x, count, plan, self.sums, ("S2", p.name), self.trace)
 
     def _queue_centre(self, p: GrowablePair, p2: torch.Tensor, grid: torch.Tensor, batch: dict[nn.Module, Sides],
@@ -262,6 +263,7 @@ class StatsPass:
     def result(self, n: int, shapes: dict) -> dict[str, PairStats]:
         """The expectations over the n samples, by pair name (once, after the last batch: the shifted S2
         are put in unfold order in place); shapes: each layer's output shape."""
+        self.sums.buffer = None   # the batches' conversion buffer (Sums): not held while the results are built
         # The shifted S2 (up to 4609² at ResNet-18's last block) divided in place, not copied once more.
         done = {("S2", name): taps_to_unfold(self.sums.pop(("S2", name)), conv.weight[0, 0].numel(),
                                              conv.bias is not None).div_(n) for name, conv in self.shifted.items()}
@@ -294,8 +296,9 @@ def collect(model: nn.Module, pairs: list[GrowablePair], x: torch.Tensor, y: tor
     fixed_S maps a layer to the S2 of the pair it starts when it is already known (the network's
     input layer on a fixed sample set: its input does not depend on the weights): used, not recomputed.
     A batch holds at most `batch_size` samples and about `max_elems` floats in its largest tensor (the rows
-    of b1 and g side by side, an unfolded input, shift_gram's frames): 2^23 floats, 32 MB, beyond which each batch's
-    tensors come from fresh pages (ResNet-18 1/64, 256 images, CPU: 2^23 3.1 s, 2^25 3.7-5 s).
+    of b1 and g side by side, an unfolded input, shift_gram's frames, the full fan-out's edge rows): 2^23
+    floats, 32 MB, beyond which each batch's tensors come from fresh pages (ResNet-18 1/64, 256 images,
+    CPU: 2^23 3.1 s, 2^25 3.7-5 s).
     norms: "eval" or "train" (BatchNorm by batch statistics, running statistics untouched; module doc).
     FLOPs count the statistics matmuls from their shapes (2·rows·d·d'); the forward/backward passes
     (3 x 2 x MACs per sample) are charged by the caller, who knows the MACs.

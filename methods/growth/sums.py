@@ -4,15 +4,17 @@
 conv statistics fresh pages cost more than the add: the full fan-out's M2 and C of ResNet-18's last
 block, 584 x 4608 x 3 x 3 floats at 1/64 width (1.7 GB in float64 at its standard widths), take 60 ms
 that way on this project's 2-core CPU, 19 ms through a float64 buffer that is reused. Sums converts
-every product into one such buffer, as large as the largest product added so far: the same float64
-additions in the same order, so the same bits.
+every product after a key's first (which becomes the sum's own float64 copy) into one such buffer, as
+large as the largest product added so far: the same float64 additions in the same order, so the same
+bits. The statistics pass drops the buffer after its last batch.
 """
 
 import torch
 
 
 class Sums(dict):
-    """key -> float64 sum over the batches (a dict: read, pop and test keys as usual)."""
+    """key -> float64 sum over the batches (a dict: read, pop and test keys as usual; other values, such
+    as Python floats, may sit beside the sums)."""
 
     def __init__(self):
         super().__init__()
@@ -26,8 +28,8 @@ class Sums(dict):
             self[key] = torch.empty(batch_sum.shape, dtype=torch.float64, device=batch_sum.device).copy_(batch_sum)
 
     def float64(self, t: torch.Tensor) -> torch.Tensor:
-        """t in float64, contiguous, in the reused buffer (valid until the next call): t itself if it
-        already is float64."""
+        """t in float64: t itself if it already is, else a contiguous copy in the reused buffer (valid
+        until the next call)."""
         if t.dtype == torch.float64:
             return t
         n = t.numel()
